@@ -1,0 +1,7 @@
+"""Fixtures for real servers live in tests/fixtures/; they start only when a test asks for them."""
+
+pytest_plugins = [
+    "tests.fixtures.cluster",
+    "tests.fixtures.postgres",
+    "tests.fixtures.s3",
+]

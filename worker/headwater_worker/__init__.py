@@ -1,0 +1,1 @@
+"""Headwater worker: what runs inside the Jobs and Deployments."""
