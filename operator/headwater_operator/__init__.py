@@ -1,1 +1,3 @@
 """Headwater operator."""
+
+__version__ = "0.1.0"
