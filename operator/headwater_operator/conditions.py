@@ -68,7 +68,9 @@ def build_conditions(
                 "reason": outcome.reason if is_subject else _idle_reason(kind),
                 "message": outcome.message if is_subject else "",
                 "observedGeneration": generation,
-                "lastTransitionTime": now if changed else str(old.get("lastTransitionTime") or now),
+                "lastTransitionTime": now
+                if changed or old is None
+                else str(old.get("lastTransitionTime") or now),
             }
         )
     return conditions

@@ -30,5 +30,10 @@ def labels(kind: str, owner: str, component: str) -> dict[str, str]:
         "app.kubernetes.io/component": component,
         "app.kubernetes.io/managed-by": "headwater-operator",
         "app.kubernetes.io/version": __version__,
-        f"{GROUP}/{kind.lower()}": owner[:63],
+        label_key(kind): owner,
     }
+
+
+def label_key(kind: str) -> str:
+    """The label naming a child's owner of this kind: `headwater.dev/exportjob=<name>`."""
+    return f"{GROUP}/{kind.lower()}"

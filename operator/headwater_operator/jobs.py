@@ -1,0 +1,121 @@
+"""What a Job and its pods say about a run: pure functions over the objects the API returns."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+# Waiting reasons after which a pod will not start until someone changes something.
+BLOCKING_REASONS = frozenset(
+    {
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+    }
+)
+
+JobState = Literal["pending", "running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class Blocked:
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobObservation:
+    name: str
+    state: JobState
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: dict[str, Any] | None = None
+    failure_reason: str | None = None
+    failure_message: str | None = None
+    blocked: Blocked | None = None
+    failed_attempts: int = 0
+
+
+def _condition(job: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for condition in job.get("status", {}).get("conditions") or ():
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def termination_result(pod: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The JSON a worker left in its termination message, from the newest terminated container state."""
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        for state_key in ("state", "lastState"):
+            terminated = (status.get(state_key) or {}).get("terminated")
+            if terminated and terminated.get("message"):
+                try:
+                    parsed = json.loads(terminated["message"])
+                except ValueError:
+                    return {"error": {"reason": "UnreadableResult", "message": terminated["message"][-512:]}}
+                return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def blocked_reason(pod: Mapping[str, Any]) -> Blocked | None:
+    for status in pod.get("status", {}).get("containerStatuses") or ():
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in BLOCKING_REASONS:
+            return Blocked(str(waiting["reason"]), str(waiting.get("message") or ""))
+    return None
+
+
+def _newest(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(pods, key=lambda p: str(p.get("metadata", {}).get("creationTimestamp") or ""), reverse=True)
+
+
+def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> JobObservation:
+    """Summarise one Job run; `pods` are the Job's pods (any order)."""
+    status = job.get("status") or {}
+    name = str(job.get("metadata", {}).get("name"))
+    newest = _newest(pods)
+    failed_attempts = int(status.get("failed") or 0)
+    started_at = status.get("startTime")
+    complete = _condition(job, "Complete")
+    if complete:
+        succeeded_pods = [p for p in newest if p.get("status", {}).get("phase") == "Succeeded"]
+        result = termination_result(succeeded_pods[0]) if succeeded_pods else None
+        return JobObservation(
+            name,
+            "succeeded",
+            started_at,
+            status.get("completionTime") or complete.get("lastTransitionTime"),
+            result,
+            failed_attempts=failed_attempts,
+        )
+    failed = _condition(job, "Failed")
+    if failed:
+        failed_pods = [p for p in newest if p.get("status", {}).get("phase") == "Failed"]
+        result = termination_result(failed_pods[0]) if failed_pods else None
+        return JobObservation(
+            name,
+            "failed",
+            started_at,
+            failed.get("lastTransitionTime"),
+            result,
+            failure_reason=str(failed.get("reason") or "JobFailed"),
+            failure_message=str(failed.get("message") or ""),
+            failed_attempts=failed_attempts,
+        )
+    blocked = next((b for b in map(blocked_reason, newest) if b), None)
+    last_failure = next(
+        (termination_result(p) for p in newest if p.get("status", {}).get("phase") == "Failed"), None
+    )
+    running = any(p.get("status", {}).get("phase") == "Running" for p in newest)
+    return JobObservation(
+        name,
+        "running" if running else "pending",
+        started_at,
+        result=last_failure,
+        blocked=blocked,
+        failed_attempts=failed_attempts,
+    )

@@ -1,0 +1,91 @@
+"""The operator's Kubernetes API access: one configured client, server-side apply, status patches."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+
+FIELD_MANAGER = "headwater-operator"
+
+
+@functools.cache
+def api_client() -> ApiClient:
+    """In a pod the ServiceAccount's token; elsewhere the current kubeconfig context."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return ApiClient()
+
+
+@functools.cache
+def dynamic() -> DynamicClient:
+    return DynamicClient(api_client())
+
+
+def core() -> CoreV1Api:
+    return CoreV1Api(api_client())
+
+
+def custom() -> CustomObjectsApi:
+    return CustomObjectsApi(api_client())
+
+
+def apply(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Create or update a child by server-side apply: applying the same manifest twice changes nothing."""
+    resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    metadata = manifest["metadata"]
+    result = dynamic().server_side_apply(
+        resource,
+        body=dict(manifest),
+        name=metadata["name"],
+        namespace=metadata.get("namespace"),
+        field_manager=FIELD_MANAGER,
+        force_conflicts=True,
+    )
+    return dict(result.to_dict())
+
+
+def delete_if_present(api_version: str, kind: str, namespace: str, name: str) -> bool:
+    """Delete a child with background propagation; False when it was already gone."""
+    resource = dynamic().resources.get(api_version=api_version, kind=kind)
+    try:
+        dynamic().delete(resource, name=name, namespace=namespace, propagation_policy="Background")
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
+def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+    resource = dynamic().resources.get(api_version=api_version, kind=kind)
+    listing = dynamic().get(resource, namespace=namespace, label_selector=label_selector)
+    return [dict(item.to_dict()) for item in listing.items]
+
+
+def get_custom(group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found = cast(
+            dict[str, Any], custom().get_namespaced_custom_object(group, version, namespace, plural, name)
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found
+
+
+def patch_status(
+    group: str, version: str, plural: str, namespace: str, name: str, status: Mapping[str, Any]
+) -> None:
+    """Merge-patch `.status` through the status subresource; the operator never writes `spec`."""
+    custom().patch_namespaced_custom_object_status(
+        group, version, namespace, plural, name, {"status": dict(status)}
+    )
