@@ -56,7 +56,7 @@ def termination_result(pod: Mapping[str, Any]) -> dict[str, Any] | None:
                 try:
                     parsed = json.loads(terminated["message"])
                 except ValueError:
-                    return {"error": {"reason": "UnreadableResult", "message": terminated["message"][-512:]}}
+                    return {"error": {"reason": "WorkerFailed", "message": terminated["message"][-512:]}}
                 return parsed if isinstance(parsed, dict) else None
     return None
 

@@ -45,7 +45,9 @@ def test_failed_job_keeps_the_workers_reason() -> None:
 
 
 def test_pod_that_cannot_start_is_blocked() -> None:
-    observed = observe_job(job(), [pod("Pending", "2026-01-01T00:00:00Z", waiting="CreateContainerConfigError")])
+    observed = observe_job(
+        job(), [pod("Pending", "2026-01-01T00:00:00Z", waiting="CreateContainerConfigError")]
+    )
     assert observed.state == "pending"
     assert observed.blocked is not None
     assert observed.blocked.reason == "CreateContainerConfigError"
@@ -54,4 +56,4 @@ def test_pod_that_cannot_start_is_blocked() -> None:
 def test_unreadable_termination_message_is_reported_not_raised() -> None:
     result = termination_result(pod("Failed", "t", "Traceback: boom"))
     assert result is not None
-    assert result["error"]["reason"] == "UnreadableResult"
+    assert result["error"]["reason"] == "WorkerFailed"

@@ -1,0 +1,51 @@
+"""`headwater-operator`: run the kopf operator with health, metrics and JSON logs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import kopf
+from prometheus_client import start_http_server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="headwater-operator", description=__doc__)
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable); all namespaces by default",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="act without peering: only when exactly one replica runs",
+    )
+    parser.add_argument("--peering", default="headwater", help="peering name shared by the replicas")
+    parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: /healthz")
+    parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics: /metrics")
+    parser.add_argument("--log-format", choices=["json", "plain"], default="json")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
+    )
+    from . import handlers  # noqa: F401 - registers the handlers
+
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=args.standalone,
+        peering_name=None if args.standalone else args.peering,
+        liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pure builders of child manifests: spec in, manifest out, nothing read from or written to the API."""

@@ -1,0 +1,95 @@
+"""Pieces every kind's children share: owner references, ServiceAccounts, pod templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .. import naming, security
+from ..config import OperatorConfig
+
+API_VERSION = "headwater.dev/v1alpha1"
+WORKER_TMP_VOLUME = "tmp"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The custom resource that owns a child; deleting it deletes the child."""
+
+    kind: str
+    name: str
+    namespace: str
+    uid: str
+    generation: int = 1
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": API_VERSION,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def metadata(self, name: str, component: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": naming.labels(self.kind, self.name, component),
+            "ownerReferences": [self.reference()],
+        }
+
+
+def service_account(owner: Owner) -> dict[str, Any]:
+    """One ServiceAccount per resource; the worker needs no API access, so no token is mounted."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": owner.metadata(service_account_name(owner), "worker"),
+        "automountServiceAccountToken": False,
+    }
+
+
+def service_account_name(owner: Owner) -> str:
+    return naming.child_name(owner.name, "worker")
+
+
+def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def worker_pod_spec(
+    owner: Owner,
+    config: OperatorConfig,
+    command: list[str],
+    env: list[dict[str, Any]],
+    volumes: Sequence[Mapping[str, Any]] = (),
+    mounts: Sequence[Mapping[str, Any]] = (),
+    restart_policy: str = "Never",
+) -> dict[str, Any]:
+    """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard."""
+    return {
+        "serviceAccountName": service_account_name(owner),
+        "automountServiceAccountToken": False,
+        "restartPolicy": restart_policy,
+        "securityContext": security.pod_security_context(),
+        "containers": [
+            {
+                "name": "worker",
+                "image": config.worker_image,
+                "imagePullPolicy": config.image_pull_policy,
+                "command": ["python", "-m", "headwater_worker", *command],
+                "env": list(env),
+                "securityContext": security.container_security_context(),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "volumeMounts": [{"name": WORKER_TMP_VOLUME, "mountPath": "/tmp"}, *mounts],  # noqa: S108 - a private emptyDir
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+            }
+        ],
+        "volumes": [{"name": WORKER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *volumes],
+    }

@@ -1,0 +1,1 @@
+"""What the children say, turned into each kind's status: pure functions over API objects."""
