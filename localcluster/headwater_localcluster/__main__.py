@@ -1,4 +1,4 @@
-"""`python -m headwater_localcluster build|up|down|status|node`."""
+"""`python -m headwater_localcluster build|up|down|status|node|postgres|s3|demo`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import binaries
+from . import binaries, services
 from .control_plane import LocalCluster
 
 REPO_ROOT = binaries.GO_MODULE_DIR.parent
@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("down", help="stop everything the cluster started")
     commands.add_parser("status", help="say whether the cluster runs, and where its kubeconfig is")
     commands.add_parser("node", help="run the local node in the foreground (started by `up`)")
+    commands.add_parser("demo", help="start everything, run the operator and apply the examples")
+    services.add_service_commands(commands)
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -36,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         from .node import run_node
 
         return run_node(args.root)
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.root)
+    if args.command in services.SERVICE_COMMANDS:
+        return services.run_service_command(args.command, args.action, args.root)
     cluster = LocalCluster(args.root)
     if args.command == "up":
         state = cluster.up(with_node=not args.no_node)

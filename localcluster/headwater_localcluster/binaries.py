@@ -83,7 +83,14 @@ def build() -> Path:
     )
     # `go install pkg@version` builds Helm against its own go.mod, untouched by ours.
     subprocess.run(
-        [go, "install", "-trimpath", "-ldflags", f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}", f"{HELM_MODULE}@{HELM_VERSION}"],
+        [
+            go,
+            "install",
+            "-trimpath",
+            "-ldflags",
+            f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+            f"{HELM_MODULE}@{HELM_VERSION}",
+        ],
         env={**env, "GOBIN": str(staging)},
         check=True,
     )

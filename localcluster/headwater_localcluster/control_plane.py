@@ -23,6 +23,7 @@ from . import binaries, pki
 NODE_NAME = "localnode"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 STOP_GRACE_SECONDS = 10.0
+KEEP_ON_RESTART = "services"
 
 
 def free_port() -> int:
@@ -72,7 +73,9 @@ def write_kubeconfig(path: Path, server: str, ca: Path, client: pki.KeyPair, use
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "headwater-local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "clusters": [
+            {"name": "headwater-local", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
         "users": [
             {"name": user, "user": {"client-certificate": str(client.cert), "client-key": str(client.key)}}
         ],
@@ -108,8 +111,7 @@ class LocalCluster:
             assert self.state is not None
             return self.state
         self.down()
-        shutil.rmtree(self.root, ignore_errors=True)
-        self.root.mkdir(parents=True)
+        self._clear()
         self.logs.mkdir()
         certs = pki.create(self.root / "pki")
         state = ClusterState(
@@ -138,6 +140,17 @@ class LocalCluster:
             raise
         return state
 
+    def _clear(self) -> None:
+        """Remove what an earlier cluster left, keeping the services (PostgreSQL, S3) that live beside it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        for entry in self.root.iterdir():
+            if entry.name == KEEP_ON_RESTART:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
     def down(self) -> None:
         """Stop every process this cluster started; the node stops its pods first."""
         state = self.state
@@ -152,7 +165,9 @@ class LocalCluster:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def _spawn(self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+    def _spawn(
+        self, state: ClusterState, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> None:
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             process = subprocess.Popen(
@@ -251,8 +266,8 @@ class LocalCluster:
                 sys.executable,
                 "-m",
                 "headwater_localcluster",
+                f"--root={self.root}",  # an option of the program, so before the command
                 "node",
-                f"--root={self.root}",
             ],
         )
 
