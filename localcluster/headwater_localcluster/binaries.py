@@ -24,11 +24,13 @@ def cache_root() -> Path:
 
 
 def bin_dir() -> Path:
-    """The cache folder for this exact set of module versions: a change to go.sum builds anew."""
+    """The cache folder for this exact build: other module versions or build flags build anew."""
     digest = hashlib.sha256()
     for name in ("go.mod", "go.sum"):
         digest.update((GO_MODULE_DIR / name).read_bytes())
     digest.update(HELM_VERSION.encode())
+    digest.update(_kubernetes_ldflags().encode())
+    digest.update(_helm_ldflags().encode())
     return cache_root() / f"kubernetes-{KUBERNETES_VERSION}-{digest.hexdigest()[:12]}" / "bin"
 
 
@@ -44,16 +46,35 @@ def binary(name: str) -> Path:
     return path
 
 
-def _version_ldflags() -> str:
-    major, minor, _ = KUBERNETES_VERSION.lstrip("v").split(".")
-    stamps = {
-        "k8s.io/component-base/version.gitVersion": KUBERNETES_VERSION,
-        "k8s.io/component-base/version.gitMajor": major,
-        "k8s.io/component-base/version.gitMinor": minor,
-        "k8s.io/component-base/version.gitTreeState": "clean",
-        "k8s.io/client-go/pkg/version.gitVersion": KUBERNETES_VERSION,
-    }
+def _ldflags(stamps: dict[str, str]) -> str:
     return " ".join(["-s", "-w", *(f"-X {key}={value}" for key, value in stamps.items())])
+
+
+def _kubernetes_ldflags() -> str:
+    major, minor, _ = KUBERNETES_VERSION.lstrip("v").split(".")
+    return _ldflags(
+        {
+            "k8s.io/component-base/version.gitVersion": KUBERNETES_VERSION,
+            "k8s.io/component-base/version.gitMajor": major,
+            "k8s.io/component-base/version.gitMinor": minor,
+            "k8s.io/component-base/version.gitTreeState": "clean",
+            "k8s.io/client-go/pkg/version.gitVersion": KUBERNETES_VERSION,
+        }
+    )
+
+
+def _helm_ldflags() -> str:
+    """Helm's own version, and the Kubernetes version `helm template` and `helm lint` assume offline."""
+    major, minor, _ = KUBERNETES_VERSION.lstrip("v").split(".")
+    return _ldflags(
+        {
+            "helm.sh/helm/v3/internal/version.version": HELM_VERSION,
+            "helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor": major,
+            "helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor": minor,
+            "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor": major,
+            "helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor": minor,
+        }
+    )
 
 
 def build() -> Path:
@@ -76,7 +97,7 @@ def build() -> Path:
     ]
     print(f"building Kubernetes {KUBERNETES_VERSION} control plane into {target}", file=sys.stderr)
     subprocess.run(
-        [go, "build", "-trimpath", "-ldflags", _version_ldflags(), "-o", f"{staging}/", *packages],
+        [go, "build", "-trimpath", "-ldflags", _kubernetes_ldflags(), "-o", f"{staging}/", *packages],
         cwd=GO_MODULE_DIR,
         env=env,
         check=True,
@@ -88,7 +109,7 @@ def build() -> Path:
             "install",
             "-trimpath",
             "-ldflags",
-            f"-s -w -X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+            _helm_ldflags(),
             f"{HELM_MODULE}@{HELM_VERSION}",
         ],
         env={**env, "GOBIN": str(staging)},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 
 import kopf
@@ -23,6 +24,13 @@ def main(argv: list[str] | None = None) -> int:
         help="act without peering: only when exactly one replica runs",
     )
     parser.add_argument("--peering", default="headwater", help="peering name shared by the replicas")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; by default a random one, so that of several replicas exactly one (the "
+        "highest) acts and the others stand by until its peering record expires",
+    )
     parser.add_argument("--health-port", type=int, default=8080, help="liveness endpoint: /healthz")
     parser.add_argument("--metrics-port", type=int, default=9090, help="Prometheus metrics: /metrics")
     parser.add_argument("--log-format", choices=["json", "plain"], default="json")
@@ -42,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         namespaces=args.namespace,
         standalone=args.standalone,
         peering_name=None if args.standalone else args.peering,
+        priority=args.priority if args.priority is not None else secrets.randbelow(2**31 - 1) + 1,
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
     )
     return 0

@@ -4,6 +4,7 @@ enum refuses a bad manifest naming the field, status written by the operator sur
 
 from __future__ import annotations
 
+import copy
 import re
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ from headwater_operator.api import API_VERSION, GROUP, KINDS, ApiModel, kind_inf
 from headwater_operator.api.common import nested_models
 
 from tests.fixtures.cluster import Cluster, Kubectl, KubectlError, poll
-from tests.unit.test_api_models import INVALID, Invalid, changed, example
+from tests.unit.test_api_models import INVALID, Invalid, changed, example, example_documents
 
 pytestmark = pytest.mark.cluster
 
@@ -344,3 +345,16 @@ def _explain(cluster: Cluster, what: str) -> str | None:
         return cluster.kubectl("explain", what)
     except (KubectlError, subprocess.TimeoutExpired):
         return None
+
+
+@pytest.mark.parametrize("info", KINDS, ids=lambda info: info.kind)
+def test_names_longer_than_a_label_value_are_refused(kube: Kubectl, info: Any) -> None:
+    manifest = next(
+        copy.deepcopy(d)
+        for _, d in example_documents()
+        if d["apiVersion"] == API_VERSION and d["kind"] == info.kind
+    )
+    manifest["metadata"] = {"name": "n" * 64}
+    assert "metadata.name must be at most 63 characters" in refusal(kube, manifest)
+    manifest["metadata"] = {"name": "n" * 63}
+    kube("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(manifest))

@@ -435,6 +435,9 @@ class Status(StatusModel):
         default=None, ge=0, description="The `metadata.generation` of the spec this status describes."
     )
     message: Message | None = Field(default=None, description="Human-readable summary of the current state.")
+    reason: str | None = Field(
+        default=None, max_length=128, description="Machine-readable reason for the phase, in PascalCase."
+    )
 
     def condition(self, type_: str) -> Condition | None:
         """The condition of that type, if any."""

@@ -53,7 +53,7 @@ TASK_STATUS_VALUES: tuple[TaskStatusValue, ...] = (
     "archived",
     "unavailable",
 )
-ComputeTaskPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
+ComputeTaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Stalled"]
 
 SERVICE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 IMAGE_PATTERN = r"^[^\s]+$"
@@ -167,7 +167,8 @@ class ComputeTaskStatus(Status):
 
     phase: ComputeTaskPhase | None = Field(
         default=None,
-        description="`Pending`, `Running`, `Succeeded` (`status` finished) or `Failed` (`status` error).",
+        description="`Pending`, `Running`, `Succeeded` (`status` finished), `Failed` (`status` error) or "
+        "`Stalled` (cannot proceed until the spec or a referenced object changes).",
     )
     status: TaskStatusValue | None = Field(
         default=None,

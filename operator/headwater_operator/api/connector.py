@@ -286,9 +286,6 @@ class ConnectorStatus(Status):
         "in progress), `Watching` (a file watcher is running), `Failed` (the last run failed) or `Stalled` "
         "(cannot proceed until the spec or a referenced object changes).",
     )
-    reason: str | None = Field(
-        default=None, max_length=128, description="Machine-readable reason for the phase, in PascalCase."
-    )
     workload_name: str | None = Field(
         default=None, max_length=253, description="Name of the CronJob or Deployment running the connector."
     )

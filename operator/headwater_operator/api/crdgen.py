@@ -157,6 +157,9 @@ def clean_description(text: str) -> str:
     return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
 
 
+MAX_RESOURCE_NAME = 63  # label values are at most 63 characters
+
+
 def model_schema(model: type[Any]) -> dict[str, Any]:
     """The structural schema of one pydantic model, wire (alias) names, validation mode."""
     return structural(model.model_json_schema(by_alias=True, mode="validation"))
@@ -184,6 +187,14 @@ def open_api_schema(info: KindInfo) -> dict[str, Any]:
         },
         "required": ["spec"],
         "type": "object",
+        "x-kubernetes-validations": [
+            {
+                "rule": f"self.metadata.name.size() <= {MAX_RESOURCE_NAME}",
+                "message": f"metadata.name must be at most {MAX_RESOURCE_NAME} characters: it is the value "
+                "of a label on every child of the resource",
+                "reason": "FieldValueInvalid",
+            }
+        ],
     }
 
 

@@ -218,9 +218,6 @@ class ExportJobStatus(Status):
         "outcome), `Scheduled` (a scheduled export waiting for its next run) or `Stalled` (cannot proceed "
         "until the spec or a referenced object changes, e.g. a missing Secret).",
     )
-    reason: str | None = Field(
-        default=None, max_length=128, description="Machine-readable reason for the phase, in PascalCase."
-    )
     tasks: list[ExportTaskStatus] = Field(
         default_factory=list,
         max_length=MAX_TASKS,

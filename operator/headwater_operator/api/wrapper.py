@@ -35,7 +35,7 @@ from .common import (
 SourceType = Literal["API", "CSV", "XLSX"]
 WrapperMode = Literal["once", "continuous", "schedule"]
 GeneratorType = Literal["gemini", "template"]
-WrapperPhase = Literal["Pending", "Generating", "Executing", "Completed", "Error"]
+WrapperPhase = Literal["Pending", "Generating", "Executing", "Completed", "Error", "Stalled"]
 WrapperHealth = Literal["HEALTHY", "STALLED", "DEGRADED", "CRASHED", "UNKNOWN"]
 
 DEFAULT_MODEL = "gemini-2.5-flash"
@@ -252,7 +252,8 @@ class WrapperStatus(Status):
     phase: WrapperPhase | None = Field(
         default=None,
         description="The seed's wrapper status, capitalised: `Pending`, `Generating` (writing the code), "
-        "`Executing` (collecting), `Completed` (a one-off collection finished) or `Error`.",
+        "`Executing` (collecting), `Completed` (a one-off collection finished), `Error`, or `Stalled` "
+        "(cannot proceed until the spec or a referenced object changes).",
     )
     health: WrapperHealth | None = Field(
         default=None,

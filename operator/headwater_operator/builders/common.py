@@ -70,7 +70,7 @@ def worker_pod_spec(
     restart_policy: str = "Never",
 ) -> dict[str, Any]:
     """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard."""
-    return {
+    spec: dict[str, Any] = {
         "serviceAccountName": service_account_name(owner),
         "automountServiceAccountToken": False,
         "restartPolicy": restart_policy,
@@ -93,3 +93,6 @@ def worker_pod_spec(
         ],
         "volumes": [{"name": WORKER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *volumes],
     }
+    if config.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]
+    return spec

@@ -36,10 +36,12 @@ def owner_of(body: Mapping[str, Any]) -> Owner:
 def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **_: Any) -> None:
     owner = owner_of(body)
     parsed = ExportJobSpec.model_validate(dict(spec))
-    for child in build.children(owner, parsed, CONFIG):
+    children = build.children(owner, parsed, CONFIG)
+    for child in children:
         kube.apply(child)
     retire_stale_children(owner, parsed, logger)
     refresh(owner.namespace, owner.name)
+    logger.info("reconciled ExportJob %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
 def retire_stale_children(owner: Owner, spec: ExportJobSpec, logger: Logger) -> None:
