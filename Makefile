@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(VENV_STAMP): pyproject.toml
 	@command -v $(PYTHON_BOOTSTRAP) >/dev/null || { echo "$(PYTHON_BOOTSTRAP) is required"; exit 1; }
@@ -44,6 +44,8 @@ up: cluster-bin ## Start the local control plane and node (idempotent); kubeconf
 .PHONY: down
 down: venv ## Stop the local control plane and everything it started
 	$(CLUSTER) down
+	$(CLUSTER) s3 down
+	$(CLUSTER) postgres down
 
 .PHONY: lint
 lint: venv ## ruff and mypy
@@ -63,3 +65,29 @@ test: venv system-deps cluster-bin lint ## Lint, then every test (the slow ones 
 .PHONY: test-fast
 test-fast: venv ## Tests not marked slow
 	$(PY) -m pytest -q -m 'not slow' $(PYTEST_ARGS)
+
+.PHONY: postgres
+postgres: venv system-deps ## Start PostgreSQL for the demo (idempotent); prints its DATABASE_URL
+	$(CLUSTER) postgres up
+
+.PHONY: s3
+s3: venv ## Start an S3 protocol endpoint (moto) for the demo (idempotent); prints its URL
+	$(CLUSTER) s3 up
+
+.PHONY: env
+env: ## Print the exports that point kubectl and helm at the local control plane: eval "$$(make -s env)"
+	@echo "export KUBECONFIG=$(CURDIR)/.localcluster/kubeconfig"
+	@echo "export PATH=$$($(PY) -c 'from headwater_localcluster import binaries; print(binaries.bin_dir())'):$$PATH"
+
+.PHONY: crds
+crds: venv ## Generate crds/ from the API models
+	$(PY) -m headwater_operator.api.crdgen --out crds
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/ into the Helm chart
+	find charts/headwater/crds -name '*.yaml' ! -name '*.kopf.dev.yaml' -delete
+	cp crds/*.yaml charts/headwater/crds/
+
+.PHONY: demo
+demo: venv system-deps cluster-bin ## Start everything locally, run the operator, apply the examples and show them Ready
+	$(CLUSTER) demo

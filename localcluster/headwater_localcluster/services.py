@@ -72,6 +72,18 @@ def pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def process_runs(pid: int, needle: str) -> bool:
+    """Whether `pid` is alive and its command line contains `needle`: a pid in a state file may since have
+    been reused by an unrelated process, which must not be signalled."""
+    if pid <= 0 or not pid_alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return needle in cmdline
+
+
 def process_group_members(pgid: int) -> list[int]:
     """Every live process whose process group is `pgid`."""
     members: list[int] = []
@@ -282,9 +294,12 @@ class PostgresServer:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def _owns(self, state: PostgresState) -> bool:
+        return process_runs(state.pid, str(Path(state.runtime_dir) / "data"))
+
     def is_running(self) -> bool:
         state = self.state
-        if state is None or not pid_alive(state.pid):
+        if state is None or not self._owns(state):
             return False
         return self._accepts_connections()
 
@@ -292,8 +307,7 @@ class PostgresServer:
         """Initialise the cluster if needed and start it; a server already running is left as it is."""
         if self.is_running():
             return self
-        if self.state is not None and pid_alive(self.state.pid):
-            self.stop()
+        self.stop()
         bin_dir = postgres_bin_dir()
         run_as = _RunAs.choose()
         self.root.mkdir(parents=True, exist_ok=True)
@@ -322,7 +336,10 @@ class PostgresServer:
         state = self.state
         if state is None:
             return
-        self._stop_pid(state.pid)
+        if self._owns(state):
+            self._stop_pid(state.pid)
+        elif self._process is not None:
+            self._process.wait()
         self._process = None
 
     def destroy(self) -> None:
@@ -574,10 +591,13 @@ class S3Server:
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"}),
         )
 
+    def _owns(self, state: S3State) -> bool:
+        return process_runs(state.pid, f"moto.server -H 127.0.0.1 -p {state.port}")
+
     def is_running(self) -> bool:
         if self.state is None:
             return False
-        if self._threaded is None and not pid_alive(self.state.pid):
+        if self._threaded is None and not self._owns(self.state):
             return False
         return self._responds()
 
@@ -619,7 +639,7 @@ class S3Server:
         state = self.state
         if state is None:
             return
-        if state.pid != os.getpid():
+        if self._owns(state):
             stop_process_group(state.pid, signal.SIGTERM)
         if self._process is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):

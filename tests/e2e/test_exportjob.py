@@ -81,23 +81,15 @@ class ExportSetup:
         return [item["Key"] for item in listing.get("Contents", [])]
 
 
-@pytest.fixture
-def setup(
-    operator: OperatorProcess,
-    cluster: Cluster,
-    restricted_namespace: str,
-    postgres: PostgresServer,
-    database: str,
-    s3: S3Server,
-    bucket: str,
-) -> ExportSetup:
+def export_setup(cluster: Cluster, namespace: str, database: str, s3: S3Server, bucket: str) -> ExportSetup:
+    """A table of ROWS rows in `database`, and the Secrets an ExportJob in `namespace` refers to."""
     with psycopg.connect(database, autocommit=True) as connection:
         connection.execute("CREATE TABLE agency (id integer PRIMARY KEY, name text NOT NULL)")
         connection.execute(
             "INSERT INTO agency SELECT i, 'agency ' || i || ', \"quoted\"' FROM generate_series(1, %s) AS i",
             (ROWS,),
         )
-    kubectl = cluster.kubectl.in_namespace(restricted_namespace)
+    kubectl = cluster.kubectl.in_namespace(namespace)
     kubectl.apply(
         [
             {
@@ -115,6 +107,19 @@ def setup(
         ]
     )
     return ExportSetup(kubectl, database, s3, bucket)
+
+
+@pytest.fixture
+def setup(
+    operator: OperatorProcess,
+    cluster: Cluster,
+    restricted_namespace: str,
+    postgres: PostgresServer,
+    database: str,
+    s3: S3Server,
+    bucket: str,
+) -> ExportSetup:
+    return export_setup(cluster, restricted_namespace, database, s3, bucket)
 
 
 def test_one_off_export_reaches_ready_with_its_file_in_s3(setup: ExportSetup) -> None:

@@ -36,6 +36,7 @@ def worker_config(owner: Owner, spec: ExportJobSpec) -> ExportConfig:
                 "prefix": s3.prefix,
                 "endpoint": s3.endpoint,
                 "region": s3.region,
+                "forcePathStyle": s3.force_path_style,
             }
         }
     else:

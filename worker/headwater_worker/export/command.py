@@ -1,0 +1,142 @@
+"""`python -m headwater_worker export`: run the export tasks configured in the environment.
+
+Environment:
+  HEADWATER_EXPORT_CONFIG   the non-secret configuration, JSON of `ExportConfig`
+  DATABASE_URL              the database DSN (from a Secret)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                            S3 credentials (from a Secret); without them boto3's usual chain applies
+  HEADWATER_TERMINATION_LOG where to write the summary (default /dev/termination-log when it exists)
+
+Exit status 0 when every task succeeded; 1 otherwise, with the reason in the termination message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+from pydantic import ValidationError
+
+from .. import logs
+from ..logs import fields, redact
+from .config import CONFIG_ENV, DATABASE_URL_ENV, ErrorInfo, ExportConfig, FailureReason, TaskResult
+from .errors import ConfigurationError, ExportError, Terminated
+from .report import print_line, termination_log_path, termination_message, write_termination_message
+from .runner import TaskOutcome, run_tasks
+from .tasks import resolve_tasks
+
+log = logging.getLogger("headwater_worker.export")
+
+SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="TASK",
+        help="run only this task (repeatable); narrows the configuration's own `only`",
+    )
+
+
+def load_config(env: Mapping[str, str]) -> ExportConfig:
+    raw = env.get(CONFIG_ENV)
+    if not raw:
+        raise ConfigurationError(f"{CONFIG_ENV} is not set")
+    try:
+        return ExportConfig.from_env(raw)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
+            for item in error.errors()
+        )
+        raise ConfigurationError(f"invalid {CONFIG_ENV}: {problems}") from None
+
+
+def _narrow(config: ExportConfig, only: list[str] | None) -> ExportConfig:
+    if not only:
+        return config
+    if config.only is not None:
+        outside = sorted(set(only) - set(config.only))
+        if outside:
+            raise ConfigurationError(
+                f"tasks not selected by the configuration's `only`: {', '.join(outside)}"
+            )
+    return config.model_copy(update={"only": list(dict.fromkeys(only))})
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signal.Signals(signum).name)
+
+
+def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    logs.setup()
+    for name in SECRET_ENV:
+        redact.add(env.get(name))
+    redact.add_dsn(env.get(DATABASE_URL_ENV))
+    previous = {
+        signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        return _run(args, env)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    termination_log = termination_log_path(env)
+    done: list[TaskOutcome] = []
+
+    def finished(outcome: TaskOutcome) -> None:
+        done.append(outcome)
+        print_line(outcome.line())
+        log.info("task finished", extra=fields(**outcome.line()))
+
+    def results() -> list[TaskResult]:
+        return [outcome.result() for outcome in done]
+
+    try:
+        config = _narrow(load_config(env), args.only)
+        tasks = resolve_tasks(config)
+        dsn = env.get(DATABASE_URL_ENV)
+        if not dsn:
+            raise ConfigurationError(f"{DATABASE_URL_ENV} is not set")
+        from .destinations import open_destination
+
+        metadata = {"headwater-export-job": config.export_job} if config.export_job else {}
+        destination = open_destination(config.destination, metadata=metadata)
+        log.info(
+            "export run started",
+            extra=fields(exportJob=config.export_job, tasks=[task.name for task in tasks]),
+        )
+        run_tasks(
+            dsn,
+            destination,
+            tasks,
+            gzip_level=config.gzip_level,
+            keep_last=config.retention.keep_last if config.retention else None,
+            on_done=finished,
+        )
+    except ExportError as failure:
+        return _fail(termination_log, results(), failure.reason, failure.message)
+    except Terminated as signal_name:
+        return _fail(termination_log, results(), FailureReason.TERMINATED, f"stopped by {signal_name}")
+    write_termination_message(termination_log, termination_message(results()))
+    log.info("export run finished", extra=fields(tasks=len(done)))
+    return 0
+
+
+def _fail(termination_log: Path | None, tasks: list[TaskResult], reason: FailureReason, message: str) -> int:
+    message = redact(message)
+    log.error("export run failed", extra=fields(reason=str(reason), error=message))
+    write_termination_message(
+        termination_log, termination_message(tasks, ErrorInfo(reason=reason, message=message))
+    )
+    return 1

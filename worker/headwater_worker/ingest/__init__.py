@@ -1,0 +1,1 @@
+"""The Connector worker: sources → validate → transform → stage → load into PostgreSQL (seed 001)."""
