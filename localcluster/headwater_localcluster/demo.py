@@ -58,7 +58,7 @@ def _seed_database(dsn: str) -> None:
         )
         connection.execute(
             "INSERT INTO source_run_page SELECT i, 'https://example.org/page/' || i, "
-            "now() - (i % 30) * interval '1 day' FROM generate_series(1, %s) AS i ON CONFLICT DO NOTHING",
+            "now() - (i %% 30) * interval '1 day' FROM generate_series(1, %s) AS i ON CONFLICT DO NOTHING",
             (DEMO_ROWS,),
         )
 
