@@ -70,6 +70,24 @@ class ExportSetup:
             message=lambda: f"exportjob {name} not in {phases}: {json.dumps(self.status(name))}",
         )
 
+    def wait_ready(self, name: str, timeout: float = 120) -> dict[str, Any]:
+        """The status once Ready is True; on time-out, the status, the pods and their logs."""
+
+        def ready() -> dict[str, Any] | None:
+            status = self.status(name)
+            conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+            return status if conditions.get("Ready") == "True" else None
+
+        return poll(ready, timeout=timeout, message=lambda: self.describe(name))
+
+    def describe(self, name: str) -> str:
+        pods = self.kubectl.get_json("pods", "-l", f"headwater.dev/exportjob={name}")["items"]
+        logs = [self.kubectl("logs", p["metadata"]["name"], "--all-containers") for p in pods]
+        return (
+            f"exportjob {name}: {json.dumps(self.status(name), indent=1)}\n"
+            f"pods: {json.dumps([p.get('status') for p in pods], indent=1)}\nlogs: {logs}"
+        )
+
     def rows(self) -> int:
         with psycopg.connect(self.dsn) as connection:
             row = connection.execute("SELECT count(*) FROM agency").fetchone()
@@ -124,7 +142,7 @@ def setup(
 
 def test_one_off_export_reaches_ready_with_its_file_in_s3(setup: ExportSetup) -> None:
     setup.kubectl.apply(setup.manifest("kb"))
-    setup.kubectl.wait("exportjob/kb", "condition=Ready", timeout=120)
+    setup.kubectl.wait("exportjob/kb", "condition=Ready", timeout=120)  # what users and GitOps tools do
 
     status = setup.status("kb")
     assert status["phase"] == "Succeeded"
@@ -179,12 +197,12 @@ def test_missing_secret_stalls_without_running(setup: ExportSetup) -> None:
             "stringData": {"dsn": setup.dsn},
         }
     )
-    setup.kubectl.wait("exportjob/no-secret", "condition=Ready", timeout=120)
+    setup.wait_ready("no-secret", timeout=120)
 
 
 def test_scheduled_export_runs_as_a_cronjob(setup: ExportSetup) -> None:
     setup.kubectl.apply(setup.manifest("nightly", schedule="0 3 * * *", timeZone="Europe/Athens"))
-    setup.kubectl.wait("exportjob/nightly", "condition=Ready", timeout=60)
+    setup.wait_ready("nightly", timeout=60)
     assert setup.status("nightly")["phase"] == "Scheduled"
     [cronjob] = setup.kubectl.get_json("cronjobs")["items"]
     assert cronjob["spec"]["schedule"] == "0 3 * * *"
@@ -195,14 +213,14 @@ def test_scheduled_export_runs_as_a_cronjob(setup: ExportSetup) -> None:
     # Dropping the schedule turns it into a one-off export and retires the CronJob.
     setup.kubectl.apply(setup.manifest("nightly"))
     poll(lambda: setup.kubectl.get_json("cronjobs")["items"] == [], timeout=30, message="CronJob not retired")
-    setup.kubectl.wait("exportjob/nightly", "condition=Ready", timeout=120)
+    setup.wait_ready("nightly", timeout=120)
     assert setup.status("nightly")["phase"] == "Succeeded"
 
 
 def test_reapplying_and_restarting_change_nothing(setup: ExportSetup, operator: OperatorProcess) -> None:
     manifest = setup.manifest("steady")
     setup.kubectl.apply(manifest)
-    setup.kubectl.wait("exportjob/steady", "condition=Ready", timeout=120)
+    setup.wait_ready("steady", timeout=120)
 
     def children() -> dict[str, str]:
         found = {}
@@ -242,7 +260,7 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     operator.kill()
     operator.start()
     for index in range(3):
-        setup.kubectl.wait(f"exportjob/crash-{index}", "condition=Ready", timeout=120)
+        setup.wait_ready(f"crash-{index}")
     jobs = [item["metadata"]["name"] for item in setup.kubectl.get_json("jobs")["items"]]
     assert sorted(jobs) == [f"crash-{index}-export-1" for index in range(3)]
 
@@ -260,7 +278,7 @@ def test_unreachable_destination_is_retried_then_fails(setup: ExportSetup) -> No
 
 def test_worker_pods_are_restricted_and_use_their_own_service_account(setup: ExportSetup) -> None:
     setup.kubectl.apply(setup.manifest("secure"))
-    setup.kubectl.wait("exportjob/secure", "condition=Ready", timeout=120)
+    setup.wait_ready("secure", timeout=120)
     [pod] = setup.kubectl.get_json("pods", "-l", "headwater.dev/exportjob=secure")["items"]
     spec = pod["spec"]
     assert spec["serviceAccountName"] == "secure-worker"
@@ -275,7 +293,55 @@ def test_worker_pods_are_restricted_and_use_their_own_service_account(setup: Exp
 
 def test_metrics_count_reconciles(setup: ExportSetup, operator: OperatorProcess) -> None:
     setup.kubectl.apply(setup.manifest("measured"))
-    setup.kubectl.wait("exportjob/measured", "condition=Ready", timeout=120)
+    setup.wait_ready("measured", timeout=120)
     metrics = operator.metrics()
     assert 'headwater_reconciles_total{kind="ExportJob",result="ok"}' in metrics
     assert "headwater_reconcile_duration_seconds_bucket" in metrics
+
+
+def test_tasks_from_a_dsl_configmap_export_only_the_named_ones_to_a_volume(
+    setup: ExportSetup, cluster: Cluster
+) -> None:
+    with psycopg.connect(setup.dsn, autocommit=True) as connection:
+        connection.execute("CREATE TABLE source (id integer PRIMARY KEY)")
+        connection.execute("INSERT INTO source SELECT generate_series(1, 5)")
+    setup.kubectl.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "dsl"},
+                "data": {
+                    "agency.select.sql": "COPY (SELECT * FROM agency ORDER BY id) TO STDOUT WITH CSV HEADER",
+                    "agency.delete.sql": "DELETE FROM agency",
+                    "source.select.sql": "SELECT * FROM source",
+                    "source.delete.sql": "DELETE FROM source",
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "exports"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            },
+        ]
+    )
+    manifest = setup.manifest(
+        "dsl",
+        tasks=None,
+        tasksFrom={"configMapRef": {"name": "dsl"}},
+        only=["source"],
+        destination={"volume": {"claimName": "exports", "path": "kb"}},
+    )
+    del manifest["spec"]["tasks"]
+    setup.kubectl.apply(manifest)
+    setup.wait_ready("dsl", timeout=120)
+    [task] = setup.status("dsl")["tasks"]
+    assert task["name"] == "source"
+    assert task["rows"] == 5
+    # The local node keeps a claim's files in a folder of its own root: the file is really there.
+    folder = cluster.root / "volumes" / setup.kubectl.namespace / "exports" / "kb"  # type: ignore[operator]
+    [written] = list(folder.glob("source-*.csv.gz"))
+    assert task["uri"] == f"pvc://exports/kb/{written.name}"
+    assert gzip.decompress(written.read_bytes()).decode().splitlines() == ["id", "1", "2", "3", "4", "5"]
+    assert setup.rows() == ROWS, "agency was not selected: its rows stay"

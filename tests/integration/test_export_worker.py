@@ -706,7 +706,7 @@ def test_volume_destination_with_a_tasks_configmap(exporter: Exporter, tmp_path:
     assert count(database, "source") == 7
 
     unwritable = exporter.run(
-        {"tasksDir": str(tasks_dir), "destination": {"volume": {"path": str(tmp_path / "absent")}}}
+        {"tasksDir": str(tasks_dir), "destination": {"volume": {"path": str(exported) + "/below"}}}
     )
     assert unwritable.reason == "DestinationUnavailable"
     assert count(database, "source") == 7

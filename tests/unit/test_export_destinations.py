@@ -278,6 +278,9 @@ def test_volume_sweep_removes_stale_temp_files_of_the_task(tmp_path: Path) -> No
 
 def test_volume_check(tmp_path: Path) -> None:
     volume(tmp_path).check()
-    with pytest.raises(ExportError, match="not a folder") as raised:
-        VolumeDestination(VolumeDestinationSpec(path=str(tmp_path / "absent"))).check()
+    VolumeDestination(VolumeDestinationSpec(path=str(tmp_path / "new" / "folder"))).check()
+    assert (tmp_path / "new" / "folder").is_dir(), "a missing folder is created, like a prefix in a bucket"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ExportError, match="cannot create") as raised:
+        VolumeDestination(VolumeDestinationSpec(path=str(tmp_path / "file" / "below"))).check()
     assert raised.value.reason is FailureReason.DESTINATION_UNAVAILABLE

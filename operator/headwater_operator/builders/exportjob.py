@@ -41,7 +41,13 @@ def worker_config(owner: Owner, spec: ExportJobSpec) -> ExportConfig:
         }
     else:
         assert spec.destination.volume is not None
-        destination = {"volume": {"path": f"{VOLUME_MOUNT}/{spec.destination.volume.path}".rstrip("/")}}
+        volume = spec.destination.volume
+        destination = {
+            "volume": {
+                "path": f"{VOLUME_MOUNT}/{volume.path}".rstrip("/"),
+                "uriPrefix": f"pvc://{volume.claim_name}/{volume.path}".rstrip("/"),
+            }
+        }
     return ExportConfig.model_validate(
         {
             "tasks": [t.model_dump(exclude_none=True) for t in spec.tasks or ()],

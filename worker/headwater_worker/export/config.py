@@ -92,7 +92,11 @@ class S3DestinationSpec(_Model):
 
 class VolumeDestinationSpec(_Model):
     path: Annotated[str, StringConstraints(pattern=r"^/")] = Field(
-        description="absolute path of a mounted folder"
+        description="absolute path of a folder in a mounted volume; created if missing"
+    )
+    uri_prefix: str | None = Field(
+        default=None,
+        description="how the folder is named in results (`pvc://<claim>/<path>`); a file:// URI when absent",
     )
 
 

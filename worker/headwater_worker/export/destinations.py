@@ -358,11 +358,21 @@ class VolumeDestination(Destination):
 
     def __init__(self, spec: VolumeDestinationSpec) -> None:
         self.folder = Path(spec.path)
+        self.uri_prefix = spec.uri_prefix
 
     def uri(self, name: str) -> str:
+        if self.uri_prefix:
+            return f"{self.uri_prefix.rstrip('/')}/{name}"
         return (self.folder / name).as_uri()
 
     def check(self) -> None:
+        try:
+            # A folder inside the volume is created on first use, like a key prefix in a bucket.
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ExportError(
+                FailureReason.DESTINATION_UNAVAILABLE, f"cannot create {self.folder}: {error.strerror}"
+            ) from error
         if not self.folder.is_dir():
             raise ExportError(FailureReason.DESTINATION_UNAVAILABLE, f"{self.folder} is not a folder")
         if not os.access(self.folder, os.W_OK | os.X_OK):
@@ -372,7 +382,7 @@ class VolumeDestination(Destination):
         return (self.folder / name).exists()
 
     def open(self, name: str) -> Upload:
-        return VolumeUpload(self.folder, name)
+        return VolumeUpload(self.folder, name, self.uri(name))
 
     def list_names(self, task: str) -> list[str]:
         with _volume_errors(f"listing {self.folder}"):
@@ -409,9 +419,10 @@ class VolumeUpload(Upload):
     """Written to `.<name>.partial`, fsync'd, checked, then hard-linked to its name (never replacing a file
     that exists) and the folder fsync'd."""
 
-    def __init__(self, folder: Path, name: str) -> None:
+    def __init__(self, folder: Path, name: str, uri: str) -> None:
         super().__init__()
         self.folder = folder
+        self.uri = uri
         self.final = folder / name
         self.temp = folder / temp_name(name)
         with _volume_errors(f"creating {self.temp.name}"):
@@ -441,7 +452,7 @@ class VolumeUpload(Upload):
             self._publish()
             _fsync_dir(self.folder)
         self._done = True
-        return self.final.as_uri()
+        return self.uri
 
     def _publish(self) -> None:
         try:
