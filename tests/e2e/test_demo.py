@@ -1,0 +1,44 @@
+"""`make demo` from nothing: control plane, PostgreSQL, S3, CRDs, operator, examples; the ExportJob example
+reaches Ready with its files in S3, and `down` leaves no process behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from headwater_localcluster.control_plane import ClusterState
+
+from tests.fixtures.cluster import cluster_processes
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "headwater_localcluster", f"--root={root}", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_demo_runs_the_export_example_to_ready_and_down_stops_everything(tmp_path: Path) -> None:
+    root = tmp_path / "demo"
+    try:
+        demo = localcluster(root, "demo")
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "exportjob.headwater.dev/knowledge-base-export   Succeeded   True" in demo.stdout
+        assert "knowledge-base/agency-" in demo.stdout
+        state = ClusterState.load(root)
+        assert state is not None
+        assert "headwater-operator" in state.pids
+        again = localcluster(root, "demo")
+        assert again.returncode == 0, "the demo is idempotent: " + again.stdout + again.stderr
+    finally:
+        pids = dict((ClusterState.load(root) or ClusterState(str(root), 0, 0, 0, 0, 0)).pids)
+        for command in (["down"], ["s3", "down"], ["postgres", "down"]):
+            localcluster(root, *command)
+    assert cluster_processes(root, pids) == []
