@@ -61,6 +61,14 @@ def sandbox_problem() -> str | None:
     )
 
 
+# What stands in for the container image: the project (whose virtual environment installs it in editable
+# mode) and the Python installation. A volume mounted over a folder holding them (an emptyDir at /tmp while
+# the checkout lives under /tmp) must not hide them.
+IMAGE_FOLDERS = sorted(
+    {str(Path(folder).resolve()) for folder in (SANDBOX.parents[2], sys.prefix, sys.base_prefix)}
+)
+
+
 class Launcher:
     """Starts every container from one long-lived thread.
 
@@ -79,6 +87,7 @@ class Launcher:
             "mounts": [[m.source, m.target, m.read_only] for m in mounts],
             "workdir": spec.workdir,
             "error_file": str(spec.error_file),
+            "image": IMAGE_FOLDERS,
         }
         return [sys.executable, "-I", "-S", str(SANDBOX), json.dumps(config), *spec.command]
 

@@ -96,8 +96,8 @@ def namespaces() -> None:
     _check(_mount(None, "/", None, MS_REC | MS_PRIVATE), "making the mounts private")
 
 
-def bind_all(mounts: list[tuple[str, str, bool]]) -> None:
-    """Bind every volume at its mount path.
+def bind_all(mounts: list[tuple[str, str, bool]], image: list[str]) -> None:
+    """Bind every volume at its mount path, then bring back any image folder a volume has hidden.
 
     Each source is opened before anything is mounted: a volume mounted over a folder (an emptyDir at
     `/tmp`, say) would otherwise hide the sources of the mounts after it that live below that folder.
@@ -105,8 +105,14 @@ def bind_all(mounts: list[tuple[str, str, bool]]) -> None:
     opened = [
         (os.open(source, os.O_PATH | os.O_CLOEXEC), source, target, ro) for source, target, ro in mounts
     ]
+    kept = [(os.open(folder, os.O_PATH | os.O_CLOEXEC), folder) for folder in image]
     for fd, source, target, read_only in opened:
         bind(fd, source, target, read_only)
+        os.close(fd)
+    targets = [Path(target) for _, target, _ in mounts]
+    for fd, folder in kept:
+        if any(Path(folder).is_relative_to(target) for target in targets):
+            bind(fd, folder, folder, read_only=True)
         os.close(fd)
 
 
@@ -179,7 +185,10 @@ def main(argv: list[str]) -> None:
         signal.signal(signum, signal.SIG_IGN)
     try:
         namespaces()
-        bind_all([(str(source), str(target), bool(ro)) for source, target, ro in config["mounts"]])
+        bind_all(
+            [(str(source), str(target), bool(ro)) for source, target, ro in config["mounts"]],
+            [str(folder) for folder in config.get("image", [])],
+        )
     except OSError as error:
         _fail(error_file, str(error))
     keeper_alive, keeper_end = os.pipe()

@@ -553,3 +553,28 @@ def test_kubectl_and_kubeconfig_are_exported_to_subprocesses(cluster: Cluster) -
         ["kubectl", "get", "nodes", "-o", "name"], capture_output=True, text=True, check=True
     )
     assert nodes.stdout.strip() == "node/localnode"
+
+
+def test_a_volume_over_the_folder_holding_the_image_does_not_hide_it(
+    cluster: Cluster, kubectl: Kubectl, namespace: str
+) -> None:
+    """The project and its virtual environment stand in for the image: an emptyDir mounted over the folder
+    that holds them (a checkout under /tmp, with an emptyDir at /tmp) leaves them in place, and the rest of
+    the emptyDir writable."""
+    repo = Path(__file__).resolve().parents[2]
+    shadowed = str(repo.parent)
+    code = f"""
+        import pathlib, headwater_worker
+        probe = pathlib.Path({shadowed!r}) / "probe"
+        probe.write_text("written")
+        print("image intact:", pathlib.Path(headwater_worker.__file__).is_file(), probe.read_text())
+    """
+    manifest = pod(
+        "shadow",
+        container("main", code, volumeMounts=[{"name": "scratch", "mountPath": shadowed}]),
+        volumes=[{"name": "scratch", "emptyDir": {}}],
+    )
+    kubectl.apply(manifest)
+    cluster.wait_for_phase(namespace, "shadow", "Succeeded", "Failed", timeout=60)
+    assert "image intact: True written" in cluster.logs(namespace, "shadow")
+    assert not (repo.parent / "probe").exists(), "the emptyDir stays private to the pod"
