@@ -91,3 +91,7 @@ chart-crds: ## Copy crds/ into the Helm chart
 .PHONY: demo
 demo: venv system-deps cluster-bin ## Start everything locally, run the operator, apply the examples and show them Ready
 	$(CLUSTER) demo
+
+.PHONY: bench
+bench: venv system-deps cluster-bin ## Run the benchmarks and write docs/benchmarks.md and .json
+	$(PY) -m bench all

@@ -64,12 +64,6 @@ def delete_if_present(api_version: str, kind: str, namespace: str, name: str) ->
     return True
 
 
-def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict[str, Any]]:
-    resource = dynamic().resources.get(api_version=api_version, kind=kind)
-    listing = dynamic().get(resource, namespace=namespace, label_selector=label_selector)
-    return [dict(item.to_dict()) for item in listing.items]
-
-
 def get_custom(group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     try:
         found = cast(

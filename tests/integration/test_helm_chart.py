@@ -264,6 +264,8 @@ ALLOWED = [
     ("create", "configmaps"),
     ("create", "serviceaccounts"),
     ("list", "pods"),
+    ("create", "deployments.apps"),
+    ("delete", "deployments.apps"),
 ]
 DENIED = [
     ("get", "secrets"),
@@ -273,7 +275,8 @@ DENIED = [
     ("create", "pods", "--subresource=exec"),
     ("update", "exportjobs.headwater.dev"),
     ("create", "exportjobs.headwater.dev"),
-    ("create", "deployments.apps"),
+    ("update", "deployments.apps"),
+    ("create", "statefulsets.apps"),
     ("create", "roles.rbac.authorization.k8s.io"),
     ("create", "rolebindings.rbac.authorization.k8s.io"),
 ]

@@ -26,6 +26,7 @@ def namespaced_permissions(peering: str) -> set[Permission]:
         | grants("headwater.dev", [f"{kind}/status" for kind in HEADWATER_KINDS], ("get", "patch", "update"))
         | grants("kopf.dev", [peering], (*READ, "patch"))
         | grants("batch", ["jobs", "cronjobs"], MANAGE)
+        | grants("apps", ["deployments"], MANAGE)
         | grants("", ["pods", "persistentvolumeclaims"], READ)
         | grants("", ["serviceaccounts", "configmaps"], MANAGE)
         | grants("", ["events"], ("create", "patch"))

@@ -22,6 +22,9 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("export", "headwater_worker.export.command", "export PostgreSQL tables to gzip CSV (ExportJob)"),
+    Command(
+        "ingest", "headwater_worker.ingest.command", "load files or API data into PostgreSQL (Connector)"
+    ),
 )
 
 

@@ -23,6 +23,11 @@ class Owner:
     uid: str
     generation: int = 1
 
+    @classmethod
+    def of(cls, kind: str, body: Mapping[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(kind, meta["name"], meta["namespace"], meta["uid"], int(meta.get("generation") or 1))
+
     def reference(self) -> dict[str, Any]:
         return {
             "apiVersion": API_VERSION,

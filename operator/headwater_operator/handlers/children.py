@@ -1,0 +1,98 @@
+"""In-memory indexes of the children the operator manages, kept current by kopf's watches.
+
+A status refresh reads Jobs, CronJobs, Deployments and pods from here instead of listing them from the API
+server on every event: the same information an informer cache gives a Go controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from ..naming import GROUP
+
+MANAGED = {"app.kubernetes.io/managed-by": "headwater-operator"}
+# (namespace, owner label key, owner name): the owner label is `headwater.dev/<kind>=<name>`.
+ChildKey = tuple[str, str, str]
+Children = kopf.Index[ChildKey, dict[str, Any]]
+
+
+def _by_owner(
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body
+) -> dict[ChildKey, dict[str, Any]]:
+    if not namespace:
+        return {}
+    return {
+        (namespace, key, value): dict(body) for key, value in labels.items() if key.startswith(f"{GROUP}/")
+    }
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+def headwater_jobs(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("batch", "v1", "cronjobs", labels=MANAGED)
+def headwater_cronjobs(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def headwater_deployments(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("", "v1", "pods", labels=MANAGED)
+def headwater_pods(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
+@dataclass(frozen=True)
+class ChildIndexes:
+    """The indexes kopf hands to every handler, by the names of the functions above."""
+
+    jobs: Children
+    cronjobs: Children
+    deployments: Children
+    pods: Children
+
+    @classmethod
+    def of(cls, kwargs: Mapping[str, Any]) -> ChildIndexes:
+        return cls(
+            kwargs["headwater_jobs"],
+            kwargs["headwater_cronjobs"],
+            kwargs["headwater_deployments"],
+            kwargs["headwater_pods"],
+        )
+
+    @staticmethod
+    def _of(index: Children, key: ChildKey) -> list[dict[str, Any]]:
+        return list(index.get(key, []))
+
+    def owned(self, namespace: str, label: str, name: str) -> OwnedChildren:
+        key = (namespace, label, name)
+        return OwnedChildren(
+            jobs=self._of(self.jobs, key),
+            cronjobs=self._of(self.cronjobs, key),
+            deployments=self._of(self.deployments, key),
+            pods=self._of(self.pods, key),
+        )
+
+
+@dataclass(frozen=True)
+class OwnedChildren:
+    jobs: list[dict[str, Any]]
+    cronjobs: list[dict[str, Any]]
+    deployments: list[dict[str, Any]]
+    pods: list[dict[str, Any]]

@@ -1,0 +1,51 @@
+"""What every kind's handlers share: writing status once per change, and telling news from echoes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+from collections.abc import Mapping
+from typing import Any, cast
+
+import kopf
+
+from .. import conditions, kube
+from ..api.common import GROUP, VERSION
+from ..conditions import Outcome
+
+Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+# A refresh reads the status, derives the new one and writes it. Two refreshes of one resource at once (its
+# handler and an event of its Job, say) would both read the old status and both write, posting the same
+# Event twice. One lock per resource name serialises them; a fixed set of striped locks bounds the memory.
+_REFRESH_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def refresh_lock(plural: str, namespace: str, name: str) -> threading.Lock:
+    key = f"{plural}/{namespace}/{name}".encode()
+    return _REFRESH_LOCKS[zlib.crc32(key) % len(_REFRESH_LOCKS)]
+
+
+def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:
+    """Merge-patch the status if it changed, and post an Event when the phase or reason is news."""
+    meta = body["metadata"]
+    previous = body.get("status") or {}
+    patch = conditions.status_patch(previous, outcome, int(meta.get("generation") or 1), extra)
+    if all(previous.get(key) == value for key, value in patch.items()):
+        return
+    kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch)
+    if conditions.transitioned(previous, outcome):
+        kopf.event(
+            kopf.Body(cast(kopf.RawBody, body)),
+            type="Warning" if outcome.state == "stalled" else "Normal",
+            reason=outcome.reason,
+            message=outcome.message or outcome.phase,
+        )
+
+
+def worth_a_refresh(body: Mapping[str, Any]) -> bool:
+    """Whether a child's event can change its owner's status: a child that has no status yet (a Job or
+    CronJob just applied, a pod not yet bound) is the operator's own work coming back and says nothing new."""
+    status = {key: value for key, value in (body.get("status") or {}).items() if key != "qosClass"}
+    return status not in ({}, {"phase": "Pending"})

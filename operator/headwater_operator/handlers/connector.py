@@ -1,0 +1,91 @@
+"""Connector handlers: apply the children, then keep the status in step with what they report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from .. import kube, metrics
+from ..api.common import GROUP, VERSION
+from ..api.connector import ConnectorSpec
+from ..builders import connector as build
+from ..builders.common import Owner
+from ..conditions import Outcome
+from ..config import OperatorConfig
+from ..naming import label_key
+from ..status import connector as observe
+from .children import ChildIndexes
+from .common import Logger, refresh_lock, worth_a_refresh, write_status
+
+PLURAL = "connectors"
+KIND = "Connector"
+OWNER_LABEL = label_key(KIND)
+CONFIG = OperatorConfig.from_env()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+@metrics.measured(KIND)
+def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
+    indexes = ChildIndexes.of(kwargs)
+    owner = Owner.of(KIND, body)
+    parsed = ConnectorSpec.model_validate(dict(spec))
+    try:
+        children = build.children(owner, parsed, CONFIG)
+    except build.InvalidSpecError as invalid:
+        # Nothing can run as asked: say so, and stop what an earlier spec started.
+        retire_stale_children(owner, indexes, logger, keep=None)
+        with refresh_lock(PLURAL, owner.namespace, owner.name):
+            write_status(PLURAL, body, Outcome.stalled("Stalled", invalid.reason, invalid.message), {})
+        logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
+        return
+    for child in children:
+        kube.apply(child)
+    keep = "Deployment" if build.watches(parsed) else "CronJob"
+    retire_stale_children(owner, indexes, logger, keep=keep)
+    refresh(owner.namespace, owner.name, indexes)
+    logger.info("reconciled Connector %s/%s: %d children applied", owner.namespace, owner.name, len(children))
+
+
+def retire_stale_children(owner: Owner, indexes: ChildIndexes, logger: Logger, *, keep: str | None) -> None:
+    """A watcher replaces the CronJob and the other way round; an invalid spec keeps neither."""
+    name = build.workload_name(owner)
+    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
+    for api_version, kind, present in (
+        ("batch/v1", "CronJob", children.cronjobs),
+        ("apps/v1", "Deployment", children.deployments),
+    ):
+        if kind != keep and present and kube.delete_if_present(api_version, kind, owner.namespace, name):
+            logger.info("deleted %s %s: the connector no longer runs that way", kind, name)
+
+
+def refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
+    """Read the Connector and its children, and patch its status if what they say has changed."""
+    with refresh_lock(PLURAL, namespace, name):
+        _refresh(namespace, name, indexes)
+
+
+def _refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
+    body = kube.get_custom(GROUP, VERSION, PLURAL, namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return
+    owner = Owner.of(KIND, body)
+    spec = ConnectorSpec.model_validate(body["spec"])
+    children = indexes.owned(namespace, OWNER_LABEL, name)
+    watching = build.watches(spec)
+    found = children.deployments if watching else children.cronjobs
+    workload = next((w for w in found if w["metadata"]["name"] == build.workload_name(owner)), None)
+    jobs = [] if watching else children.jobs
+    outcome, extra = observe.derive(owner, spec, workload, jobs, children.pods)
+    write_status(PLURAL, body, outcome, extra)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
+def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
+    if namespace and worth_a_refresh(body):
+        refresh(namespace, labels[OWNER_LABEL], ChildIndexes.of(kwargs))

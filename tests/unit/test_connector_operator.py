@@ -1,0 +1,254 @@
+"""Connector children and status, as pure functions: spec in, manifests out; children in, status out."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from headwater_operator.api.connector import ConnectorSpec
+from headwater_operator.builders import connector as build
+from headwater_operator.builders.common import Owner
+from headwater_operator.config import OperatorConfig
+from headwater_operator.status import connector as observe
+from headwater_worker.ingest.config import IngestConfig
+
+OWNER = Owner("Connector", "farm", "team-a", "uid-1", 2)
+CONFIG = OperatorConfig(worker_image="worker:test")
+
+
+def spec(**fields: Any) -> ConnectorSpec:
+    body: dict[str, Any] = {
+        "type": "file",
+        "interval": "5m",
+        "mapping": {"name": "energy_hourly"},
+        "database": {"secretRef": {"name": "db"}},
+        "file": {"volume": {"claimName": "landing", "path": "incoming"}},
+    }
+    body.update(fields)
+    return ConnectorSpec.model_validate(body)
+
+
+def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    pod = (
+        manifest["spec"].get("jobTemplate", {}).get("spec", {}).get("template")
+        or manifest["spec"]["template"]
+    )
+    [container] = pod["spec"]["containers"]
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+@pytest.mark.parametrize(
+    ("interval", "cron"),
+    [
+        ("1m", "* * * * *"),
+        ("5m", "*/5 * * * *"),
+        ("30m", "*/30 * * * *"),
+        ("60m", "0 * * * *"),
+        ("120s", "*/2 * * * *"),
+        ("1h", "0 * * * *"),
+        ("6h", "0 */6 * * *"),
+        ("24h", "0 0 * * *"),
+        ("1d", "0 0 * * *"),
+        ("7d", "0 0 * * 0"),
+    ],
+)
+def test_exact_intervals_become_cron_expressions(interval: str, cron: str) -> None:
+    assert build.interval_to_cron(interval) == cron
+
+
+@pytest.mark.parametrize("interval", ["30s", "90s", "7m", "45m", "5h", "2d", "90m"])
+def test_inexact_intervals_are_refused_clearly(interval: str) -> None:
+    with pytest.raises(build.InvalidSpecError) as refusal:
+        build.interval_to_cron(interval)
+    assert refusal.value.reason == "InvalidInterval"
+    assert interval in refusal.value.message
+
+
+def test_a_scheduled_file_connector_is_a_cronjob_with_its_volume_and_config() -> None:
+    account, cronjob = build.children(OWNER, spec(), CONFIG)
+    assert account["kind"] == "ServiceAccount"
+    assert cronjob["kind"] == "CronJob"
+    assert cronjob["metadata"]["name"] == "farm-ingest"
+    assert cronjob["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert cronjob["spec"]["schedule"] == "*/5 * * * *"
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cronjob["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == build.BACKOFF_LIMIT
+    pod = job["template"]["spec"]
+    assert pod["containers"][0]["command"] == ["python", "-m", "headwater_worker", "ingest", "run"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "landing"}} in pod["volumes"]
+    env = env_of(cronjob)
+    assert env["DATABASE_URL"] == {"secretKeyRef": {"name": "db", "key": "dsn"}}
+    config = IngestConfig.from_env(env["HEADWATER_INGEST_CONFIG"])
+    assert config.connector == "team-a/farm"
+    assert config.mapping.name == "energy_hourly"
+    assert config.file is not None
+    assert config.file.path == "/var/lib/headwater/ingest/incoming"
+    assert config.file.processed_path == "/var/lib/headwater/ingest/processed"
+    assert config.file.rejected_path == "/var/lib/headwater/ingest/rejected"
+
+
+def test_a_watching_file_connector_is_a_single_replica_deployment() -> None:
+    watching = spec(interval=None, file={"volume": {"claimName": "landing"}, "watch": True, "pollSeconds": 2})
+    _, deployment = build.children(OWNER, watching, CONFIG)
+    assert deployment["kind"] == "Deployment"
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert deployment["spec"]["template"]["spec"]["restartPolicy"] == "Always"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    config = IngestConfig.from_env(env_of(deployment)["HEADWATER_INGEST_CONFIG"])
+    assert config.file is not None
+    assert config.file.watch
+    assert config.file.poll_seconds == 2
+    suspended = spec(interval=None, suspend=True, file={"volume": {"claimName": "landing"}, "watch": True})
+    assert build.children(OWNER, suspended, CONFIG)[1]["spec"]["replicas"] == 0
+
+
+def test_an_api_connector_gets_its_credentials_as_a_secret_volume() -> None:
+    tago = spec(
+        type="tago",
+        file=None,
+        interval=None,
+        schedule="@hourly",
+        mapping={"configMapRef": {"name": "maps", "key": "tago.yaml"}},
+        deviceIds=["d1", "d2"],
+        credentialsSecretRef={"name": "tago-tokens"},
+        lookbackDays=3,
+        http={"timeoutSeconds": 10, "maxRetries": 5},
+    )
+    _, cronjob = build.children(OWNER, tago, CONFIG)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "tago-tokens"
+    assert volumes["mapping"]["configMap"] == {
+        "name": "maps",
+        "items": [{"key": "tago.yaml", "path": "tago.yaml"}],
+    }
+    env = env_of(cronjob)
+    assert env["HEADWATER_CREDENTIALS_DIR"] == build.CREDENTIALS_DIR
+    config = IngestConfig.from_env(env["HEADWATER_INGEST_CONFIG"])
+    assert config.mapping.path == "/etc/headwater/mapping/tago.yaml"
+    assert config.device_ids == ["d1", "d2"]
+    assert config.lookback_days == 3
+    assert config.http is not None
+    assert (config.http.timeout_seconds, config.http.max_retries) == (10, 5)
+    assert "tago-tokens" not in env["HEADWATER_INGEST_CONFIG"]
+
+
+def test_an_s3_file_source_is_refused_as_unsupported() -> None:
+    s3 = spec(file={"s3": {"bucket": "ingest", "prefix": "incoming"}})
+    with pytest.raises(build.InvalidSpecError) as refusal:
+        build.children(OWNER, s3, CONFIG)
+    assert refusal.value.reason == "UnsupportedSource"
+
+
+def test_children_are_deterministic() -> None:
+    assert build.children(OWNER, spec(), CONFIG) == build.children(OWNER, spec(), CONFIG)
+
+
+# -- status -------------------------------------------------------------------------------------------------
+
+SUMMARY = {
+    "rowsLoaded": 48,
+    "rowsRejected": 2,
+    "batches": 2,
+    "qualityScore": 0.96,
+    "cursor": "2026-01-01T10:00:00Z",
+    "lastBatchId": "b-2",
+    "run": {"batches": 1, "rowsLoaded": 24},
+}
+
+
+def run_job(name: str, created: str, state: str, message: dict[str, Any] | None = None) -> tuple[Any, Any]:
+    conditions = {
+        "succeeded": [{"type": "Complete", "status": "True"}],
+        "failed": [{"type": "Failed", "status": "True"}],
+    }
+    job = {
+        "metadata": {
+            "name": name,
+            "creationTimestamp": created,
+            "ownerReferences": [{"kind": "CronJob", "name": "farm-ingest"}],
+        },
+        "status": {"conditions": conditions.get(state, []), "startTime": created, "completionTime": created},
+    }
+    phase = {"succeeded": "Succeeded", "failed": "Failed"}.get(state, "Running")
+    terminated = {"terminated": {"message": json.dumps(message)}} if message else {}
+    pod = {
+        "metadata": {"labels": {"batch.kubernetes.io/job-name": name}, "creationTimestamp": created},
+        "status": {"phase": phase, "containerStatuses": [{"name": "worker", "state": terminated}]},
+    }
+    return job, pod
+
+
+CRONJOB = {"metadata": {"name": "farm-ingest"}, "status": {"lastScheduleTime": "2026-01-01T10:05:00Z"}}
+
+
+def test_figures_come_from_the_last_finished_run() -> None:
+    old_job, old_pod = run_job(
+        "farm-ingest-1", "2026-01-01T09:00:00Z", "succeeded", {**SUMMARY, "rowsLoaded": 24}
+    )
+    new_job, new_pod = run_job("farm-ingest-2", "2026-01-01T10:00:00Z", "succeeded", SUMMARY)
+    outcome, extra = observe.derive(OWNER, spec(), CRONJOB, [old_job, new_job], [old_pod, new_pod])
+    assert (outcome.phase, outcome.state) == ("Scheduled", "ready")
+    assert extra["rowsLoaded"] == 48
+    assert extra["cursor"] == "2026-01-01T10:00:00Z"
+    assert extra["lastBatchId"] == "b-2"
+    assert extra["lastRunTime"] == "2026-01-01T10:05:00Z"
+    assert extra["lastSuccessfulTime"] == "2026-01-01T10:00:00Z"
+    assert extra["workloadName"] == "farm-ingest"
+
+
+def test_a_failed_run_reports_its_reason_and_what_it_had_done() -> None:
+    job, pod = run_job(
+        "farm-ingest-3",
+        "2026-01-01T11:00:00Z",
+        "failed",
+        {**SUMMARY, "error": {"reason": "SourceUnavailable", "message": "GET /data: 500 (after 4 attempts)"}},
+    )
+    outcome, extra = observe.derive(OWNER, spec(), CRONJOB, [job], [pod])
+    assert (outcome.phase, outcome.state, outcome.reason) == ("Failed", "stalled", "SourceUnavailable")
+    assert "500 (after 4 attempts)" in outcome.message
+    assert extra["batches"] == 2
+
+
+def test_a_running_run_and_a_missing_cronjob() -> None:
+    job, pod = run_job("farm-ingest-4", "2026-01-01T12:00:00Z", "running")
+    assert observe.derive(OWNER, spec(), CRONJOB, [job], [pod])[0].phase == "Running"
+    assert observe.derive(OWNER, spec(), None, [], [])[0].phase == "Pending"
+
+
+def test_an_inexact_interval_stalls() -> None:
+    outcome, _ = observe.derive(OWNER, spec(interval="7m"), None, [], [])
+    assert (outcome.phase, outcome.reason) == ("Stalled", "InvalidInterval")
+
+
+def test_a_watcher_is_ready_once_available() -> None:
+    watching = spec(interval=None, file={"volume": {"claimName": "landing"}, "watch": True})
+    deployment: dict[str, Any] = {"metadata": {"name": "farm-ingest"}, "status": {"availableReplicas": 1}}
+    assert observe.derive(OWNER, watching, deployment, [], [])[0].phase == "Watching"
+    deployment["status"] = {}
+    assert observe.derive(OWNER, watching, deployment, [], [])[0].phase == "Pending"
+    blocked = {
+        "status": {
+            "containerStatuses": [
+                {
+                    "state": {
+                        "waiting": {
+                            "reason": "CreateContainerConfigError",
+                            "message": 'secret "db" not found',
+                        }
+                    }
+                }
+            ]
+        }
+    }
+    outcome, _ = observe.derive(OWNER, watching, deployment, [], [blocked])
+    assert (outcome.phase, outcome.reason) == ("Stalled", "SecretNotFound")
+
+
+def test_malformed_figures_are_dropped() -> None:
+    assert observe.figures({"rowsLoaded": "many"}) == {}
+    assert observe.figures(None) == {}
