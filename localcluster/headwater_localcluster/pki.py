@@ -51,6 +51,21 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attributes)
 
 
+def _key_usage(*, certificate_authority: bool) -> x509.KeyUsage:
+    """Signing only: a CA signs certificates and CRLs, the others sign their TLS handshakes."""
+    return x509.KeyUsage(
+        digital_signature=True,
+        key_encipherment=False,
+        content_commitment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=certificate_authority,
+        crl_sign=certificate_authority,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _issue(
     directory: Path,
     stem: str,
@@ -72,17 +87,7 @@ def _issue(
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(certificate_authority=False),
             critical=True,
         )
     )
@@ -126,17 +131,7 @@ def create(directory: Path) -> ClusterPKI:
         .not_valid_after(now + VALIDITY)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_encipherment=False,
-                content_commitment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(certificate_authority=True),
             critical=True,
         )
         .sign(ca_key, hashes.SHA256())

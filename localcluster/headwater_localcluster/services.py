@@ -28,6 +28,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Self
@@ -84,9 +85,8 @@ def process_runs(pid: int, needle: str) -> bool:
     return needle in cmdline
 
 
-def process_group_members(pgid: int) -> list[int]:
-    """Every live process whose process group is `pgid`."""
-    members: list[int] = []
+def _live_processes() -> Iterator[tuple[int, list[str]]]:
+    """(pid, fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ...) of live processes."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -94,25 +94,18 @@ def process_group_members(pgid: int) -> list[int]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
         except OSError:
             continue
-        # After the command name: state, ppid, pgrp, ...
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members
+        if fields[0] not in ("Z", "X"):
+            yield int(entry.name), fields
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Every live process whose process group is `pgid`."""
+    return [pid for pid, fields in _live_processes() if int(fields[2]) == pgid]
 
 
 def child_processes(pid: int) -> list[int]:
     """Direct children of `pid` that are alive."""
-    children: list[int] = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
-            children.append(int(entry.name))
-    return children
+    return [child for child, fields in _live_processes() if int(fields[1]) == pid]
 
 
 def _reap(pid: int) -> None:

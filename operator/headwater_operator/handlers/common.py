@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -25,6 +25,19 @@ _REFRESH_LOCKS = tuple(threading.Lock() for _ in range(64))
 def refresh_lock(plural: str, namespace: str, name: str) -> threading.Lock:
     key = f"{plural}/{namespace}/{name}".encode()
     return _REFRESH_LOCKS[zlib.crc32(key) % len(_REFRESH_LOCKS)]
+
+
+Derive = Callable[[Mapping[str, Any]], tuple[Outcome, Mapping[str, Any]]]
+
+
+def refresh(plural: str, namespace: str, name: str, derive: Derive) -> None:
+    """Read the resource, derive its status from what its children say, and write it if it changed."""
+    with refresh_lock(plural, namespace, name):
+        body = kube.get_custom(GROUP, VERSION, plural, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        outcome, extra = derive(body)
+        write_status(plural, body, outcome, extra)
 
 
 def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:

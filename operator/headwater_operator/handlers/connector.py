@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -15,6 +16,7 @@ from ..conditions import Outcome
 from ..config import OperatorConfig
 from ..naming import label_key
 from ..status import connector as observe
+from . import common
 from .children import ChildIndexes
 from .common import Logger, refresh_lock, worth_a_refresh, write_status
 
@@ -62,24 +64,19 @@ def retire_stale_children(owner: Owner, indexes: ChildIndexes, logger: Logger, *
 
 
 def refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    """Read the Connector and its children, and patch its status if what they say has changed."""
-    with refresh_lock(PLURAL, namespace, name):
-        _refresh(namespace, name, indexes)
+    """Patch the Connector's status if what its children say has changed."""
+    common.refresh(PLURAL, namespace, name, lambda body: derive(body, indexes))
 
 
-def _refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    body = kube.get_custom(GROUP, VERSION, PLURAL, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = ConnectorSpec.model_validate(body["spec"])
-    children = indexes.owned(namespace, OWNER_LABEL, name)
+    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
     watching = build.watches(spec)
     found = children.deployments if watching else children.cronjobs
     workload = next((w for w in found if w["metadata"]["name"] == build.workload_name(owner)), None)
     jobs = [] if watching else children.jobs
-    outcome, extra = observe.derive(owner, spec, workload, jobs, children.pods)
-    write_status(PLURAL, body, outcome, extra)
+    return observe.derive(owner, spec, workload, jobs, children.pods)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})

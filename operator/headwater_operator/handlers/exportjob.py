@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -11,11 +12,13 @@ from ..api.common import GROUP, VERSION
 from ..api.exportjob import ExportJobSpec
 from ..builders import exportjob as build
 from ..builders.common import Owner
+from ..conditions import Outcome
 from ..config import OperatorConfig
 from ..naming import label_key
 from ..status import exportjob as observe
+from . import common
 from .children import ChildIndexes
-from .common import Logger, refresh_lock, worth_a_refresh, write_status
+from .common import Logger, worth_a_refresh
 
 PLURAL = "exportjobs"
 KIND = "ExportJob"
@@ -77,21 +80,16 @@ def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndex
 
 
 def refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    """Read the ExportJob and its children, and patch its status if what they say has changed."""
-    with refresh_lock(PLURAL, namespace, name):
-        _refresh(namespace, name, indexes)
+    """Patch the ExportJob's status if what its children say has changed."""
+    common.refresh(PLURAL, namespace, name, lambda body: derive(body, indexes))
 
 
-def _refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    body = kube.get_custom(GROUP, VERSION, PLURAL, namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return
+def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = ExportJobSpec.model_validate(body["spec"])
-    children = indexes.owned(namespace, OWNER_LABEL, name)
+    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
     cronjob = next((c for c in children.cronjobs if c["metadata"]["name"] == build.cronjob_name(owner)), None)
-    outcome, extra = observe.derive(owner, spec, cronjob, children.jobs, children.pods)
-    write_status(PLURAL, body, outcome, extra)
+    return observe.derive(owner, spec, cronjob, children.jobs, children.pods)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
