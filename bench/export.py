@@ -61,7 +61,8 @@ FROM generate_series(1::bigint, %s) AS i
 """
 
 
-# Compress a file the way the worker's gzip stream does (zlib, gzip wrapper, 256 KiB pieces), output dropped.
+# The compression work alone, on one thread: one zlib stream with a gzip wrapper, output dropped. (The
+# worker spreads the same work over several threads, one 1 MiB block each.)
 ZLIB_ONLY = """
 import sys, zlib
 compressor = zlib.compressobj(int(sys.argv[2]), zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -337,7 +338,8 @@ class ExportBench:
                 "the S3 endpoint from `/proc/<pid>/stat` before and after.",
                 "After the measured runs, the parts alone, once each: `psql` into /dev/null (reading the "
                 "COPY stream), and compressing the same CSV, decompressed from the warm-up file, at level 6 "
-                "with `gzip` and with Python's zlib in 256 KiB pieces (as the worker does).",
+                "with `gzip` and with Python's zlib on one thread (the worker's compression work, which it "
+                "spreads over several threads).",
             ],
             findings=findings,
         )

@@ -1,14 +1,27 @@
-"""The gzip chunker: a valid gzip stream, in fixed-size chunks, whatever the input pieces."""
+"""The gzip chunker: a valid gzip stream, in fixed-size chunks, whatever the input pieces; blocks
+compressed apart (on threads) that form one ordinary gzip member."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import random
+import shutil
+import subprocess
 import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from headwater_worker.export.gzipstream import INPUT_BUFFER, GzipChunker
+from headwater_worker.export.gzipstream import (
+    INPUT_BUFFER,
+    WINDOW,
+    GzipChunker,
+    deflate_block,
+    gzip_header,
+    gzip_trailer,
+    window,
+)
 
 
 def run(chunker: GzipChunker, pieces: list[bytes] | list[memoryview]) -> list[bytes]:
@@ -97,3 +110,112 @@ def test_stream_is_a_single_gzip_member() -> None:
     assert decompressor.decompress(data) == b"a" * 1000 + b"b" * 1000
     assert decompressor.eof
     assert decompressor.unused_data == b""
+
+
+# -- blocks compressed apart, on threads ---------------------------------------------------------------
+
+
+def csv_like(rows: int, seed: int = 7) -> bytes:
+    rng = random.Random(seed)
+    lines = [b"id,recorded_at,station,reading,note\n"]
+    for i in range(rows):
+        note = b"" if i % 3 == 0 else b"calibrated by team %d" % rng.randrange(89)
+        lines.append(
+            b'%d,2024-01-01 00:00:%02d+00,"station-%04d-%s",%d.%03d,%s\n'
+            % (i, i % 60, i % 5000, rng.randbytes(6).hex().encode(), rng.randrange(10**6), i % 1000, note)
+        )
+    return b"".join(lines)
+
+
+def split(data: bytes, sizes: list[int]) -> list[bytes]:
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(data[start : start + size])
+        start += size
+    pieces.append(data[start:])
+    return [piece for piece in pieces if piece]
+
+
+def deflate_on_threads(pieces: list[bytes], level: int, workers: int = 4) -> list[bytes]:
+    """Each block compressed on its own, in parallel, submitted last first: no block depends on the order
+    in which the others are compressed."""
+    dictionaries = [b"", *(window(piece) for piece in pieces[:-1])]
+    with ThreadPoolExecutor(workers) as pool:
+        futures = [
+            pool.submit(deflate_block, piece, level, dictionary)
+            for piece, dictionary in reversed(list(zip(pieces, dictionaries, strict=True)))
+        ]
+        return [future.result() for future in reversed(futures)]
+
+
+def assemble(pieces: list[bytes], deflated: list[bytes], level: int, chunk_size: int) -> list[bytes]:
+    chunker = GzipChunker(level, chunk_size)
+    chunks = []
+    for piece, block in zip(pieces, deflated, strict=True):
+        chunks += chunker.write_block(piece, block)
+    return chunks + chunker.finish()
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+def test_blocks_compressed_in_parallel_are_one_gzip_member_of_the_exact_input(level: int) -> None:
+    data = csv_like(40_000)
+    rng = random.Random(level)
+    # Blocks of every kind: large, shorter than the window, a single byte.
+    sizes = [rng.choice([1, 100, WINDOW - 1, WINDOW, WINDOW + 1, 200_000, 1 << 20]) for _ in range(40)]
+    pieces = split(data, sizes)
+    chunks = assemble(pieces, deflate_on_threads(pieces, level), level, 64 * 1024)
+    stream = b"".join(chunks)
+    assert gzip.decompress(stream) == data
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert decompressor.decompress(stream) == data  # reads it all, as one member
+    assert decompressor.eof
+    assert decompressor.unused_data == b""
+    assert all(len(chunk) == 64 * 1024 for chunk in chunks[:-1])
+
+
+@pytest.mark.skipif(shutil.which("gzip") is None, reason="no gzip command")
+def test_the_gzip_command_reads_a_block_stream(tmp_path: Path) -> None:
+    data = csv_like(30_000)
+    pieces = split(data, [1 << 20] * 3)
+    (tmp_path / "export.csv.gz").write_bytes(
+        b"".join(assemble(pieces, deflate_on_threads(pieces, 6), 6, 1 << 30))
+    )
+    result = subprocess.run(["gzip", "-t", str(tmp_path / "export.csv.gz")], check=False)
+    assert result.returncode == 0
+    out = subprocess.run(["gzip", "-dc", str(tmp_path / "export.csv.gz")], capture_output=True, check=True)
+    assert out.stdout == data
+
+
+def test_the_stream_does_not_depend_on_threads_and_costs_almost_nothing_in_size() -> None:
+    data = csv_like(60_000)
+    pieces = split(data, [1 << 20] * 8)
+    one = b"".join(assemble(pieces, deflate_on_threads(pieces, 6, workers=1), 6, 1 << 30))
+    four = b"".join(assemble(pieces, deflate_on_threads(pieces, 6, workers=4), 6, 1 << 30))
+    assert one == four
+    # Each block primed with the window before it compresses as well as one zlib stream, give or take a
+    # few bytes per block.
+    single = zlib.compress(data, 6, wbits=16 + zlib.MAX_WBITS)
+    assert abs(len(one) - len(single)) < 64 * len(pieces)
+
+
+def test_write_block_checks_its_order() -> None:
+    chunker = GzipChunker(6, 1024)
+    chunker.write(b"gathered, not compressed yet")
+    with pytest.raises(ValueError, match="out of order"):
+        chunker.write_block(b"x", deflate_block(b"x", 6))
+    chunker.finish()
+    with pytest.raises(ValueError, match="after finish"):
+        chunker.write_block(b"x", deflate_block(b"x", 6))
+
+
+def test_header_and_trailer() -> None:
+    assert gzip_header(6) == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03"
+    assert gzip_header(9)[8] == 2  # the level hints zlib writes
+    assert gzip_header(1)[8] == gzip_header(0)[8] == 4
+    data = os.urandom(5000)
+    chunker = GzipChunker(9, 1 << 20)
+    assert chunker.write(data) == []
+    [whole] = chunker.finish()
+    assert whole[:10] == gzip_header(9)
+    assert whole[-8:] == gzip_trailer(zlib.crc32(data), len(data))
+    assert gzip.decompress(whole) == data

@@ -5,7 +5,8 @@ How nothing is lost
 Each task runs in one `REPEATABLE READ` transaction, so the COPY and the delete see the same snapshot,
 taken when the COPY starts:
 
-1. `COPY (<select>) TO STDOUT WITH CSV HEADER` streams into gzip and the upload;
+1. `COPY (<select>) TO STDOUT WITH CSV HEADER` streams into gzip and the upload (see `pipeline`: this
+   thread reads, others compress and upload);
 2. the upload is completed and **verified** (the stored size equals the bytes sent);
 3. only then the delete query runs, in the same transaction, and the transaction commits.
 
@@ -42,8 +43,8 @@ from ..logs import fields, redact
 from .config import FailureReason, TaskResult
 from .destinations import Destination
 from .errors import ConfigurationError, ExportError
-from .gzipstream import GzipChunker
 from .naming import expired, file_name
+from .pipeline import BlockPipeline, blocks
 from .tasks import ExportTask
 
 log = logging.getLogger(__name__)
@@ -177,19 +178,15 @@ def export_task(
         conn.read_only = task.delete is None
         with conn.transaction(), conn.cursor() as cursor:
             upload = destination.open(name)
-            chunker = GzipChunker(gzip_level, destination.chunk_size)
+            pipeline = BlockPipeline(upload, level=gzip_level, chunk_size=destination.chunk_size)
             try:
                 with cursor.copy(statement) as copy:
-                    for data in copy:
-                        for chunk in chunker.write(data):
-                            upload.write(chunk)
+                    for block in blocks(copy.read):
+                        pipeline.put(block)
                 rows = cursor.rowcount
-                *middle, last = chunker.finish()
-                for chunk in middle:
-                    upload.write(chunk)
-                uri = upload.complete(last)
+                uri = pipeline.complete()
             except BaseException:
-                upload.abort()
+                pipeline.abort()
                 raise
             log.info(
                 "export stored and verified",
