@@ -352,7 +352,7 @@ INVALID = [
     Invalid(
         "conn-file-both",
         FILES,
-        {"spec.file.volume": {"claimName": "data"}},
+        {"spec.file.s3": {"bucket": "data"}},
         "spec.file.volume",
         "exactly one of volume or s3 must be set",
     ),
