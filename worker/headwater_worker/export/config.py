@@ -19,11 +19,10 @@ from typing import Annotated, Self
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV, TERMINATION_MESSAGE_LIMIT
+
 CONFIG_ENV = "HEADWATER_EXPORT_CONFIG"
 DATABASE_URL_ENV = "DATABASE_URL"
-TERMINATION_LOG_ENV = "HEADWATER_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_MESSAGE_LIMIT = 4096
 
 SELECT_SUFFIX = ".select.sql"
 DELETE_SUFFIX = ".delete.sql"

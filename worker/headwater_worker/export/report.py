@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-from ..logs import fields, redact
+from ..logs import redact
+from ..termination import termination_log_path, write_termination_message
 from .config import (
-    DEFAULT_TERMINATION_LOG,
-    TERMINATION_LOG_ENV,
     TERMINATION_MESSAGE_LIMIT,
     ErrorInfo,
     ExportSummary,
@@ -56,24 +54,6 @@ def termination_message(
     # Only pathological limits get here.
     minimal = ExportSummary(error=fitted, omitted_tasks=len(tasks))
     return _dump(minimal)[:limit]
-
-
-def termination_log_path(env: Mapping[str, str]) -> Path | None:
-    """`HEADWATER_TERMINATION_LOG` when set; else `/dev/termination-log` when Kubernetes mounted it."""
-    configured = env.get(TERMINATION_LOG_ENV)
-    if configured:
-        return Path(configured)
-    default = Path(DEFAULT_TERMINATION_LOG)
-    return default if default.exists() else None
-
-
-def write_termination_message(path: Path | None, text: str) -> None:
-    if path is None:
-        return
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        log.warning("could not write the termination message", extra=fields(path=str(path), error=str(error)))
 
 
 def print_line(payload: Mapping[str, Any]) -> None:

@@ -31,14 +31,12 @@ from pydantic import ValidationError
 
 from .. import logs
 from ..logs import fields, redact
+from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
 from .config import (
     CONFIG_ENV,
     CREDENTIALS_DIR_ENV,
     DATABASE_URL_ENV,
     DEFAULT_CREDENTIALS_DIR,
-    DEFAULT_TERMINATION_LOG,
-    TERMINATION_LOG_ENV,
-    TERMINATION_MESSAGE_LIMIT,
     ErrorInfo,
     IngestConfig,
     IngestSummary,
@@ -82,23 +80,6 @@ def termination_message(summary: IngestSummary, *, limit: int = TERMINATION_MESS
         )
         text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     return redact(text)[:limit]
-
-
-def termination_log_path(env: Mapping[str, str]) -> Path | None:
-    configured = env.get(TERMINATION_LOG_ENV)
-    if configured:
-        return Path(configured)
-    default = Path(DEFAULT_TERMINATION_LOG)
-    return default if default.exists() else None
-
-
-def write_termination_message(path: Path | None, text: str) -> None:
-    if path is None:
-        return
-    try:
-        path.write_text(text, encoding="utf-8")
-    except OSError as error:
-        log.warning("could not write the termination message", extra=fields(path=str(path), error=str(error)))
 
 
 def print_batch(result: BatchResult) -> None:

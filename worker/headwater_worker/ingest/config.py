@@ -21,9 +21,6 @@ CONFIG_ENV = "HEADWATER_INGEST_CONFIG"
 DATABASE_URL_ENV = "DATABASE_URL"
 CREDENTIALS_DIR_ENV = "HEADWATER_CREDENTIALS_DIR"
 DEFAULT_CREDENTIALS_DIR = "/var/run/headwater/credentials"
-TERMINATION_LOG_ENV = "HEADWATER_TERMINATION_LOG"
-DEFAULT_TERMINATION_LOG = "/dev/termination-log"
-TERMINATION_MESSAGE_LIMIT = 4096
 
 ConnectorType = Literal["file", "http", "tago", "airbeld", "fusionsolar"]
 AbsolutePath = Annotated[str, StringConstraints(pattern=r"^/")]
