@@ -578,3 +578,12 @@ def test_a_volume_over_the_folder_holding_the_image_does_not_hide_it(
     cluster.wait_for_phase(namespace, "shadow", "Succeeded", "Failed", timeout=60)
     assert "image intact: True written" in cluster.logs(namespace, "shadow")
     assert not (repo.parent / "probe").exists(), "the emptyDir stays private to the pod"
+
+
+def test_up_on_a_running_cluster_changes_nothing(cluster: Cluster) -> None:
+    """`make up` is idempotent: a cluster that runs and answers is left exactly as it is."""
+    before = dict(cluster.state.pids)
+    state = cluster.local.up()
+    assert state.pids == before
+    assert state.api_port == cluster.state.api_port
+    assert cluster.local.is_running()
