@@ -127,11 +127,13 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
     _start_operator(cluster)
 
     _step("examples")
-    documents = _demo_documents(dsn, s3.endpoint_url, s3)
-    print(_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(documents)), end="")
     for example in sorted((REPO / "examples").glob("*.yaml")):
         if example.name != "exportjob.yaml":
             print(_kubectl(cluster, "apply", "-f", str(example)), end="")
+    # Last, so that its Secrets (pointing at the demo's PostgreSQL and S3) win over the placeholder ones
+    # other examples share.
+    documents = _demo_documents(dsn, s3.endpoint_url, s3)
+    print(_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(documents)), end="")
     export_name = next(d["metadata"]["name"] for d in documents if d["kind"] == "ExportJob")
 
     _step(f"waiting for exportjob/{export_name} to be Ready")

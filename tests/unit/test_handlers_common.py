@@ -20,6 +20,11 @@ def test_a_child_without_status_is_not_news(status: dict[str, object] | None, wo
     assert worth_a_refresh(body) is worth
 
 
+@pytest.mark.parametrize("kind", ["CronJob", "Deployment"])
+def test_a_new_workload_is_news_even_without_status(kind: str) -> None:
+    assert worth_a_refresh({"kind": kind, "metadata": {"name": "x"}, "status": {}})
+
+
 def test_one_resource_always_gets_the_same_lock() -> None:
     lock = refresh_lock("exportjobs", "ns", "a")
     assert lock is refresh_lock("exportjobs", "ns", "a")

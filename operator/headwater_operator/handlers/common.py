@@ -58,7 +58,13 @@ def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: 
 
 
 def worth_a_refresh(body: Mapping[str, Any]) -> bool:
-    """Whether a child's event can change its owner's status: a child that has no status yet (a Job or
-    CronJob just applied, a pod not yet bound) is the operator's own work coming back and says nothing new."""
+    """Whether a child's event can change its owner's status.
+
+    A Job or pod that has no status yet is the operator's own work coming back; its controller (or the
+    node) reports on it moments later. A CronJob or Deployment is different: its mere appearance moves the
+    owner from `Creating` to `Scheduled`, and a CronJob has no status until its first run.
+    """
+    if body.get("kind") in ("CronJob", "Deployment"):
+        return True
     status = {key: value for key, value in (body.get("status") or {}).items() if key != "qosClass"}
     return status not in ({}, {"phase": "Pending"})
