@@ -18,6 +18,7 @@ import pytest
 from headwater_worker.ingest import schema
 from headwater_worker.ingest.config import IngestConfig, IngestSummary
 from headwater_worker.ingest.errors import IngestError
+from headwater_worker.ingest.pipeline import Pipeline
 from headwater_worker.ingest.runner import run_once
 
 pytestmark = [pytest.mark.postgres]
@@ -156,7 +157,7 @@ def test_the_same_file_again_is_a_duplicate_and_changes_nothing(ingest: Ingest) 
     content = hourly_rows(10)
     ingest.drop("a.csv", content)
     ingest.run()
-    before = ingest.query("SELECT id, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY id")
+    before = ingest.query("SELECT ts, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY ts")
 
     ingest.drop("a.csv", content)
     summary = ingest.run()
@@ -164,7 +165,7 @@ def test_the_same_file_again_is_a_duplicate_and_changes_nothing(ingest: Ingest) 
     assert summary.run.duplicates == 1
     assert summary.run.batches == 0
     assert summary.batches == 1, "totals unchanged"
-    assert ingest.query("SELECT id, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY id") == before
+    assert ingest.query("SELECT ts, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY ts") == before
     assert ingest.scalar("SELECT count(*) FROM ingest_batch") == 1
     assert ingest.scalar("SELECT count(*) FROM staging_energy_hourly") == 10
     assert len(ingest.folder("processed")) == 2, "the copy is moved aside too, under a new name"
@@ -333,6 +334,53 @@ def test_duplicate_rows_load_once_and_the_later_row_wins(ingest: Ingest) -> None
     assert ingest.staged_errors() == {1: ["duplicate of another row of the batch on (datasource_id, ts)"]}
 
 
+def test_duplicates_in_different_chunks_load_once_and_the_later_row_wins(ingest: Ingest) -> None:
+    """Chunks of two rows: the repeated hours arrive in later chunks than the rows they replace."""
+    ingest.drop(
+        "chunked.csv",
+        HEADER + "2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 02:00,3\n2024-01-01 00:00,10\n"
+        "2024-01-01 01:00,2\n2024-01-01 03:00,4\n",
+    )
+    summary = ingest.run(chunkRows=2)
+
+    [batch] = ingest.batches()
+    assert (batch["loaded"], batch["duplicate"], batch["valid"]) == (4, 2, 6)
+    assert summary.run.rows_loaded == 4
+    rows = ingest.query("SELECT extract(hour FROM ts)::int, energy_kwh FROM fact_energy_hourly ORDER BY ts")
+    assert rows == [(0, 10.0), (1, 2.0), (2, 3.0), (3, 4.0)]
+    note = ["duplicate of another row of the batch on (datasource_id, ts)"]
+    assert ingest.staged_errors() == {1: note, 2: note}
+    loaded = ingest.query("SELECT row_number FROM staging_energy_hourly WHERE loaded_to_final ORDER BY 1")
+    assert [r[0] for r in loaded] == [3, 4, 5, 6]
+
+
+def test_with_ignore_the_first_of_duplicates_in_different_chunks_wins(ingest: Ingest, tmp_path: Path) -> None:
+    mapping = (Path(__file__).resolve().parents[2] / "mappings" / "energy_hourly.yaml").read_text()
+    keep = tmp_path / "keep.yaml"
+    keep.write_text(mapping.replace("strategy: update", "strategy: ignore"))
+    ingest.drop("chunked.csv", HEADER + "2024-01-01 00:00,1\n2024-01-01 01:00,2\n2024-01-01 00:00,10\n")
+    summary = run_once(ingest.config(mapping={"path": str(keep)}, chunkRows=2), ingest.dsn, tmp_path / "none")
+
+    assert (summary.run.rows_loaded, ingest.batches()[0]["duplicate"]) == (2, 1)
+    assert [r[0] for r in ingest.query("SELECT energy_kwh FROM fact_energy_hourly ORDER BY ts")] == [1.0, 2.0]
+    assert list(ingest.staged_errors()) == [3]
+
+
+def test_rows_another_transaction_added_meanwhile_are_updated_not_refused(
+    ingest: Ingest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The range check said "new data", but the final table has the key: the COPY rolls back to its
+    savepoint and the part goes through ON CONFLICT."""
+    ingest.drop("a.csv", HEADER + "2024-01-01 01:00,1\n")
+    ingest.run()
+    monkeypatch.setattr(Pipeline, "_overlaps", lambda *args: False)
+    ingest.drop("b.csv", HEADER + "2024-01-01 00:00,5\n2024-01-01 01:00,6\n")
+    summary = ingest.run()
+
+    assert summary.run.rows_loaded == 2
+    assert [r[0] for r in ingest.query("SELECT energy_kwh FROM fact_energy_hourly ORDER BY ts")] == [5.0, 6.0]
+
+
 def test_out_of_range_values_are_rejected_rows(ingest: Ingest) -> None:
     ingest.drop("range.csv", HEADER + "2024-01-01 00:00,-1\n2024-01-01 01:00,5\n2024-01-01 02:00,20000\n")
     summary = ingest.run()
@@ -360,9 +408,11 @@ def test_a_failing_load_leaves_no_partial_batch(ingest: Ingest, tmp_path: Path) 
     ingest.drop("a.csv", HEADER + "2024-01-01 01:00,1\n")
     run_once(config, ingest.dsn, tmp_path / "none")
     ingest.drop("b.csv", HEADER + "2024-01-01 00:00,5\n2024-01-01 01:00,6\n2024-01-01 02:00,7\n")
-    run_once(config, ingest.dsn, tmp_path / "none")
+    # One row per chunk: the collision comes in the second chunk, after the first is in the final table.
+    run_once(config.model_copy(update={"chunk_rows": 1}), ingest.dsn, tmp_path / "none")
 
     assert [r[0] for r in ingest.query("SELECT energy_kwh FROM fact_energy_hourly")] == [1.0]
+    assert ingest.scalar("SELECT count(*) FROM staging_energy_hourly") == 1, "b.csv left no staged rows"
     second = ingest.batches()[1]
     assert (second["status"], second["reason"]) == ("rejected", "LoadFailed")
     assert "duplicate key" in second["message"]
@@ -381,6 +431,15 @@ def test_strategy_fail_refuses_a_batch_that_conflicts(ingest: Ingest, tmp_path: 
     run_once(config, ingest.dsn, tmp_path / "none")
     assert ingest.scalar("SELECT count(*) FROM fact_energy_hourly") == 1
     assert ingest.batches()[1]["reason"] == "Conflict"
+    assert ingest.scalar("SELECT count(*) FROM staging_energy_hourly") == 1, "the refused batch left no rows"
+    ingest.drop("c.csv", HEADER + "2024-01-01 02:00,7\n2024-01-01 03:00,8\n2024-01-01 04:00,9\n")
+    summary = run_once(config.model_copy(update={"chunk_rows": 2}), ingest.dsn, tmp_path / "none")
+    assert summary.run.rows_loaded == 3, "new rows load, in chunks"
+    ingest.drop("d.csv", HEADER + "2024-01-01 05:00,1\n2024-01-01 06:00,2\n2024-01-01 05:00,3\n")
+    run_once(config.model_copy(update={"chunk_rows": 2}), ingest.dsn, tmp_path / "none")
+    refused = ingest.batches()[-1]
+    assert (refused["reason"], refused["duplicate"]) == ("Conflict", 1)
+    assert "1 repeat another row" in refused["message"]
 
 
 def test_strategy_ignore_keeps_existing_rows(ingest: Ingest, tmp_path: Path) -> None:
@@ -455,11 +514,15 @@ def test_concurrent_runs_load_a_file_once(ingest: Ingest) -> None:
 def test_migrations_create_exactly_the_models(ingest: Ingest) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
     from headwater_worker.ingest.schema.models import metadata
     from sqlalchemy import create_engine
 
     schema.migrate(ingest.dsn)
     assert schema.migrate(ingest.dsn) == "0001", "a second migration is a no-op"
+    head = ScriptDirectory.from_config(schema.alembic_config(ingest.dsn)).get_current_head()
+    assert head == schema.HEAD, "schema.HEAD names the newest migration (runs skip Alembic when there)"
+    assert schema.ensure(ingest.dsn) == schema.HEAD
     engine = create_engine(schema.sqlalchemy_url(ingest.dsn))
     with engine.connect() as connection:
         context = MigrationContext.configure(
@@ -479,3 +542,40 @@ def test_a_missing_target_table_fails_the_run_clearly(ingest: Ingest, tmp_path: 
         run_once(ingest.config(mapping={"path": str(elsewhere)}), ingest.dsn, tmp_path / "none")
     assert failure.value.reason == "SchemaMismatch"
     assert "nowhere" in failure.value.message
+
+
+def test_final_rows_refer_to_datasources_that_exist(ingest: Ingest) -> None:
+    """Triggers stand for the foreign key to datasource, checked once per statement."""
+    ingest.drop("a.csv", hourly_rows(2))
+    ingest.run()
+    insert = (
+        "INSERT INTO fact_energy_hourly (datasource_id, ts, energy_kwh, source_batch_id) "
+        "VALUES (%s, now(), 1, gen_random_uuid())"
+    )
+    violation = psycopg.errors.ForeignKeyViolation
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        used = conn.execute("SELECT id FROM datasource").fetchone()
+        assert used is not None
+        meter = int(used[0])
+        with pytest.raises(violation, match="datasource"):
+            conn.execute(insert, (meter + 1000,))
+        with pytest.raises(violation, match="datasource"):
+            conn.execute("UPDATE fact_energy_hourly SET datasource_id = %s", (meter + 1000,))
+        for statement in (
+            "DELETE FROM datasource WHERE id = %s",
+            "UPDATE datasource SET id = id + 1000 WHERE id = %s",
+        ):
+            with pytest.raises(violation, match="fact_energy_hourly"):
+                conn.execute(statement, (meter,))
+        with pytest.raises(violation, match="fact_energy_hourly"):
+            conn.execute("TRUNCATE datasource CASCADE")
+
+        spare = conn.execute(
+            "INSERT INTO datasource (external_id, source_type) VALUES ('spare', 'file') RETURNING id"
+        ).fetchone()
+        assert spare is not None
+        conn.execute(insert, (spare[0],))
+        conn.execute("DELETE FROM fact_energy_hourly WHERE datasource_id = %s", (spare[0],))
+        conn.execute("DELETE FROM datasource WHERE id = %s", (spare[0],))
+    assert ingest.scalar("SELECT count(*) FROM datasource") == 1
+    assert ingest.scalar("SELECT count(*) FROM fact_energy_hourly") == 2

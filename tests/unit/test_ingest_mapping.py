@@ -8,7 +8,6 @@ import pytest
 import yaml
 from headwater_worker.ingest.mapping import Mapping, MappingError, mappings_dir, shipped
 from headwater_worker.ingest.schema.models import FINAL_TABLES, STAGING_TABLES
-from sqlalchemy import UniqueConstraint
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 SHIPPED = sorted(p.stem for p in MAPPINGS.glob("*.yaml"))
@@ -37,13 +36,8 @@ def test_shipped_mappings_match_their_tables(name: str) -> None:
     staging = STAGING_TABLES[mapping.staging_table]
     assert set(mapping.db_columns) <= set(final.columns.keys())
     assert set(mapping.db_columns) <= set(staging.columns.keys())
-    # The final table's unique key is exactly the mapping's on_columns.
-    keys = [
-        [c.name for c in constraint.columns]
-        for constraint in final.constraints
-        if isinstance(constraint, UniqueConstraint)
-    ]
-    assert mapping.conflict_resolution.on_columns in keys
+    # The final table's primary key is exactly the mapping's on_columns.
+    assert [c.name for c in final.primary_key.columns] == mapping.conflict_resolution.on_columns
 
 
 def test_the_development_default_is_the_repository_folder() -> None:

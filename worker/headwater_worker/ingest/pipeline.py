@@ -4,17 +4,28 @@ For each input (a file, an API response):
 
 1. under a transaction-scoped advisory lock on its SHA-256, an input already loaded is a duplicate: nothing
    changes (only an API cursor may move forward to what was already loaded);
-2. its records are read in chunks; each chunk is coerced and validated column-wise and `COPY`-ed into the
-   dataset's staging table with its raw values, transformed values and errors;
-3. the valid records move to the final table with one `INSERT ... SELECT ... ON CONFLICT` following the
+2. its records are read in chunks; each chunk is coerced and validated column-wise (polars), then sent two
+   ways at once, each by a thread of its own on a connection of its own, while the next chunk is
+   transformed: every record, with its raw values, transformed values and errors, is `COPY`-ed into the
+   dataset's staging table; the valid ones go to the final table, `COPY`-ed straight in when no row there
+   has a key in the chunk's range (new data), else through `INSERT ... SELECT ... ON CONFLICT` with the
    mapping's strategy (duplicates within the batch: the last record wins for `update`, the first for
    `ignore`);
-4. the batch, its stage timings, its failed checks and the API cursor are written, and the transaction
-   commits: the final table holds all of the batch's valid records or none of them.
+3. the batch, its stage timings, its failed checks and the API cursor are written, and the transaction
+   commits: the final table holds all of the batch's valid records or none of them. The staging rows,
+   written in a transaction of their own, commit right after it (or roll back with it).
 
 A refusal of the whole input (unreadable, missing columns, no rows, conflicts under `fail`) rolls back
-what was staged for it and records the batch as `rejected` with the reason. Invalid records never block
-valid ones: they stay in staging with their errors.
+what was staged and loaded for it and records the batch as `rejected` with the reason. Invalid records
+never block valid ones: they stay in staging with their errors. Memory stays bounded: a block of the
+input and a chunk at a time, at most two more waiting for each connection; keys that earlier chunks
+loaded are found in the final table, not kept.
+
+Why two connections: PostgreSQL runs a connection's statements one after the other, in one process;
+writing staging and writing the final table (with its primary key) take about as long as each other, so
+that two processes, given two cores, take about half as long. The price: the staging rows are not in the
+batch's transaction. They commit a moment after it, and would be missing (as after a crash: staging is
+UNLOGGED) should the worker die in that moment; the final table and the registry never depend on them.
 """
 
 from __future__ import annotations
@@ -26,10 +37,10 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -43,6 +54,7 @@ from .transform import CheckTally, merge_checks, transform
 log = logging.getLogger(__name__)
 
 BatchStatus = Literal["loaded", "rejected", "duplicate"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,12 +123,20 @@ class _Stage:
 
 def copy_text(frame: Any) -> bytes:
     """A DataFrame as the body of `COPY ... FROM STDIN` in PostgreSQL's text format: tab-separated, `\\N`
-    for NULL, backslash, tab and line breaks escaped in text columns. (PostgreSQL reads it a little faster
-    than CSV: no quotes to look for.)"""
+    for NULL, backslash, tab and line breaks escaped in text columns, booleans as `1` and `0`. (PostgreSQL
+    reads it a little faster than CSV: no quotes to look for.)"""
     import polars as pl
 
+    special = r"[\\\t\n\r]"
+    texts = [name for name, kind in frame.schema.items() if kind == pl.String]
+    flagged = frame.select(pl.col(texts).str.contains(special).any()).row(0) if texts else ()
     escaped = frame.with_columns(
-        pl.col(pl.String).str.replace_many(["\\", "\t", "\n", "\r"], ["\\\\", "\\t", "\\n", "\\r"])
+        *(
+            pl.col(name).str.replace_many(["\\", "\t", "\n", "\r"], ["\\\\", "\\t", "\\n", "\\r"])
+            for name, needed in zip(texts, flagged, strict=True)
+            if needed
+        ),
+        pl.col(pl.Boolean).cast(pl.UInt8),
     )
     text: str = escaped.write_csv(
         include_header=False,
@@ -133,6 +153,29 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _mark_superseded(frame: Any, rows: Any, on_columns: Sequence[str]) -> Any:
+    """Rows another row of the batch supersedes: not loaded, with a note."""
+    import polars as pl
+
+    note = json.dumps([f"duplicate of another row of the batch on ({', '.join(on_columns)})"])
+    hit = pl.col("row_number").is_in(rows.implode())
+    return frame.with_columns(
+        pl.when(hit).then(pl.lit(False)).otherwise(pl.col("loaded_to_final")).alias("loaded_to_final"),
+        pl.when(hit).then(pl.lit(note)).otherwise(pl.col("errors")).alias("errors"),
+    )
+
+
+def _increasing(frame: Any, keys: list[str]) -> bool:
+    """Whether a single key column goes strictly up: then no two rows share a key (the usual case for
+    time series, and far cheaper to find out than looking for duplicates)."""
+    import polars as pl
+
+    if len(keys) != 1 or frame.height < 2:
+        return bool(frame.height < 2)
+    key = pl.col(keys[0])
+    return bool(frame.select((key.null_count() == 0) & (key > key.shift(1)).all()).item())
+
+
 def _ident(*names: str) -> sql.Composed:
     return sql.SQL(", ").join(sql.Identifier(name) for name in names)
 
@@ -144,7 +187,16 @@ def check_tables(conn: psycopg.Connection[Any], mapping: Mapping) -> None:
     """The mapping's target and staging tables exist with its columns; else a clear SchemaMismatch."""
     wanted = {
         mapping.target_table: [*mapping.db_columns, "datasource_id", "source_batch_id"],
-        mapping.staging_table: [*mapping.db_columns, "batch_id", "row_number", "raw", "errors", "valid"],
+        mapping.staging_table: [
+            *mapping.db_columns,
+            "batch_id",
+            "datasource_id",
+            "row_number",
+            "raw",
+            "errors",
+            "valid",
+            "loaded_to_final",
+        ],
     }
     for table, columns in wanted.items():
         rows = conn.execute(
@@ -170,13 +222,30 @@ def check_tables(conn: psycopg.Connection[Any], mapping: Mapping) -> None:
 
 @dataclass
 class _Staged:
-    """What staging learnt of a batch that the load needs."""
+    """What streaming learnt of a batch that the end of the load needs."""
 
     raw_columns: list[str] = field(default_factory=list)
-    # Row numbers of valid rows that another row of the batch supersedes (same key): not loaded.
-    superseded: list[int] = field(default_factory=list)
-    # Per key column (injected ones aside), the smallest and largest value among the rows to load.
+    # Per key column (injected ones aside), the smallest and largest value among the rows loaded.
     bounds: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class _Part:
+    """The rows of one chunk bound for the final table."""
+
+    payload: bytes  # COPY text: datasource_id, the mapped columns, source_batch_id
+    rows: int
+    bounds: dict[str, tuple[Any, Any]]
+
+
+@dataclass
+class _Loaded:
+    rows: int = 0
+    # Keys that came in two chunks: the later row won (`update`) or lost (`ignore`) in the final table;
+    # staging learns which rows lost at the end.
+    repeated: list[tuple[Any, ...]] = field(default_factory=list)
+    # Strategy `fail`: the rows wait in the incoming table until the conflicts are counted.
+    waiting: bool = False
 
 
 def new_batch_id() -> uuid.UUID:
@@ -189,73 +258,120 @@ def new_batch_id() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-class _Sender:
-    """Sends COPY data from a thread, so that the next chunk is transformed while PostgreSQL reads this
-    one. At most `depth` chunks wait to be sent: memory stays bounded."""
+class _Worker(Generic[T]):
+    """Hands items to `handle` in a thread of its own, so that the next chunk is transformed while
+    PostgreSQL works on this one. At most `depth` items wait: memory stays bounded."""
 
-    def __init__(self, copy: psycopg.Copy, depth: int = 2) -> None:
-        self.copy = copy
-        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+    def __init__(self, handle: Callable[[T], object], name: str, depth: int = 2) -> None:
+        self.handle = handle
+        self.queue: queue.Queue[tuple[T] | None] = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="copy-sender", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
         try:
-            while (data := self.queue.get()) is not None:
-                self.copy.write(data)
+            while (item := self.queue.get()) is not None:
+                self.handle(item[0])
         except BaseException as error:  # handed to the main thread
             self.error = error
             while self.queue.get() is not None:
                 pass
 
-    def send(self, data: bytes) -> None:
+    def put(self, item: T) -> None:
         if self.error is not None:
             raise self.error
-        self.queue.put(data)
+        self.queue.put((item,))
 
     def close(self, *, failed: bool) -> None:
-        """Wait until everything queued is sent (or dropped after an error); then the connection is the
-        caller's again."""
+        """Wait until every item is handled (or dropped after an error): then the connection the thread
+        used is the caller's again."""
         self.queue.put(None)
         self.thread.join()
         if self.error is not None and not failed:
             raise self.error
 
 
-class Pipeline:
-    """Loads batches for one mapping into one database connection (autocommit; transactions explicit)."""
+class _StagingTransaction:
+    """The transaction, on the staging connection, that holds one batch's staging rows."""
 
-    def __init__(self, conn: psycopg.Connection[Any], mapping: Mapping) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.open = False
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN")
+        self.open = True
+
+    def finish(self, *, commit: bool) -> None:
+        if not self.open:
+            return
+        self.open = False
+        try:
+            self.conn.execute("COMMIT" if commit else "ROLLBACK")
+        except psycopg.Error as error:
+            # Only after the batch's own transaction has ended: what it did stands either way.
+            log.warning(
+                "staging rows could not be " + ("committed" if commit else "rolled back"),
+                extra=fields(error=str(error).strip()),
+            )
+
+
+class Pipeline:
+    """Loads batches for one mapping.
+
+    `conn` holds each batch's transaction: the final table and the bookkeeping. `staging_conn` writes the
+    batch's staging rows at the same time, so that PostgreSQL works on both with two processes, in a
+    transaction of its own that commits right after the batch's and rolls back with it. (Both are
+    autocommit connections: transactions are explicit.)"""
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], mapping: Mapping, staging_conn: psycopg.Connection[Any]
+    ) -> None:
+        if staging_conn is conn:
+            raise ValueError("staging needs a connection of its own")
+        self.conn = conn
+        self.staging_conn = staging_conn
         self.mapping = mapping
         self.staging = sql.Identifier(mapping.staging_table)
         self.target = sql.Identifier(mapping.target_table)
+        self.incoming = sql.Identifier(f"incoming_{mapping.target_table}"[:63])
+        self.final_columns = ["datasource_id", *mapping.db_columns, "source_batch_id"]
         self._types: dict[str, str] | None = None
 
     def run(self, batch: BatchInput) -> BatchResult:
-        with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (batch.sha256,))
-            loaded = self.conn.execute(
-                "SELECT id FROM ingest_batch WHERE file_sha256 = %s AND status = 'loaded'", (batch.sha256,)
-            ).fetchone()
-            if loaded is not None:
-                if batch.cursor is not None:
-                    self._advance(batch.cursor, None)
-                log.info(
-                    "input already loaded: skipped",
-                    extra=fields(source=batch.source_uri, batchId=str(loaded[0]), sha256=batch.sha256),
-                )
-                return BatchResult(
-                    str(loaded[0]),
-                    "duplicate",
-                    batch.source_uri,
-                    reason="Duplicate",
-                    message=f"already loaded as batch {loaded[0]}",
-                )
-            return self._load(batch)
+        staging = _StagingTransaction(self.staging_conn)
+        try:
+            with self.conn.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (batch.sha256,))
+                loaded = self.conn.execute(
+                    "SELECT id FROM ingest_batch WHERE file_sha256 = %s AND status = 'loaded'",
+                    (batch.sha256,),
+                ).fetchone()
+                if loaded is not None:
+                    if batch.cursor is not None:
+                        self._advance(batch.cursor, None)
+                    log.info(
+                        "input already loaded: skipped",
+                        extra=fields(source=batch.source_uri, batchId=str(loaded[0]), sha256=batch.sha256),
+                    )
+                    return BatchResult(
+                        str(loaded[0]),
+                        "duplicate",
+                        batch.source_uri,
+                        reason="Duplicate",
+                        message=f"already loaded as batch {loaded[0]}",
+                    )
+                result = self._load(batch, staging)
+        except BaseException:
+            staging.finish(commit=False)
+            raise
+        # The batch has committed: its staging rows follow. (Should that fail, the final table and the
+        # registry are right, and staging misses the batch as after a crash: staging is UNLOGGED.)
+        staging.finish(commit=True)
+        return result
 
-    def _load(self, batch: BatchInput) -> BatchResult:
+    def _load(self, batch: BatchInput, staging: _StagingTransaction) -> BatchResult:
         batch_id = new_batch_id()
         started = _now()
         datasource_id = self._datasource(batch.datasource, batch.source_type)
@@ -265,17 +381,23 @@ class Pipeline:
         staged = _Staged()
         try:
             with self.conn.transaction():
-                self._stage(batch, batch_id, datasource_id, result, stages, checks, staged)
+                staging.begin()
+                loaded = self._stream(batch, batch_id, datasource_id, result, stages, checks, staged)
                 if result.rows_valid == 0:
                     # Staged rows stay, with their errors, for inspection.
                     result.status, result.reason = "rejected", "NoValidRows"
                     result.message = f"none of the {result.rows_total} rows is valid"
                 else:
-                    self._move(batch_id, datasource_id, result, stages, staged)
+                    self._finish_load(batch_id, datasource_id, result, staged, loaded)
+                    stages.append(_Stage("load", started, _now(), result.rows_valid, result.rows_loaded))
+                    if loaded.repeated:
+                        result.rows_duplicate += self._unmark_repeated(batch_id, loaded.repeated)
         except BatchRejected as refusal:
+            staging.finish(commit=False)
             result.status, result.reason, result.message = "rejected", refusal.reason, refusal.message
             result.rows_valid = 0
         except psycopg.errors.IntegrityError as error:
+            staging.finish(commit=False)
             result.status, result.reason = "rejected", "LoadFailed"
             result.message = str(error).strip().splitlines()[0]
             result.rows_valid = 0
@@ -298,13 +420,13 @@ class Pipeline:
         assert row is not None
         return int(row[0])
 
-    # -- stage ------------------------------------------------------------------------------------
+    # -- stream -----------------------------------------------------------------------------------
 
     def _dedupe_keys(self) -> list[str]:
         """The key columns that tell rows of one batch apart (the injected ones are the same for all)."""
         return [k for k in self.mapping.conflict_resolution.on_columns if k not in INJECTED_COLUMNS]
 
-    def _stage(
+    def _stream(
         self,
         batch: BatchInput,
         batch_id: uuid.UUID,
@@ -313,10 +435,9 @@ class Pipeline:
         stages: list[_Stage],
         checks: dict[str, CheckTally],
         staged: _Staged,
-    ) -> None:
-        """COPY every record into staging, chunk by chunk; a thread sends one chunk while the next is
-        transformed. Only the keys of valid rows are kept, to find the rows of the batch that repeat a
-        key and the range of keys the load will touch."""
+    ) -> _Loaded:
+        """Read, transform and validate the input chunk by chunk; send every record to staging and the
+        valid ones to the final table, each through a thread and a connection of its own."""
         import polars as pl
 
         columns = [
@@ -331,134 +452,249 @@ class Pipeline:
         ]
         copy = sql.SQL("COPY {} ({}) FROM STDIN").format(self.staging, _ident(*columns))
         started = _now()
-        mark = time.perf_counter()
         transform_seconds = 0.0
         keys = self._dedupe_keys()
-        seen_keys: list[pl.DataFrame] = []
+        spans: list[dict[str, tuple[Any, Any]]] = []
+        loaded = _Loaded()
+        on_columns = self.mapping.conflict_resolution.on_columns
+        dedupe = bool(keys) and self.mapping.conflict_resolution.strategy in ("update", "ignore")
         source = batch.open()
         staged.raw_columns = list(source.columns)
         batch.metadata.update({"encoding": source.encoding, "delimiter": source.delimiter})
-        with self.conn.cursor() as cursor, cursor.copy(copy) as writer:
-            sender = _Sender(writer)
-            try:
-                for chunk in source.chunks:
-                    begun = time.perf_counter()
-                    done = transform(chunk, self.mapping, source.columns)
-                    frame = done.frame.select(
-                        pl.lit(str(batch_id)).alias("batch_id"),
-                        pl.lit(datasource_id).alias("datasource_id"),
-                        pl.all(),
-                        # Valid rows reach the final table; the few a later row supersedes are unmarked after.
-                        pl.col("valid").alias("loaded_to_final"),
-                    )
-                    payload = copy_text(frame)
-                    merge_checks(checks, done)
-                    if keys:
-                        seen_keys.append(done.frame.filter(pl.col("valid")).select(*keys, "row_number"))
-                    result.rows_total += done.rows
-                    result.rows_valid += done.valid
-                    transform_seconds += time.perf_counter() - begun
-                    sender.send(payload)
-            except BaseException:
-                sender.close(failed=True)
-                raise
-            sender.close(failed=False)
-        if seen_keys:
-            self._study_keys(pl.concat(seen_keys), keys, result, staged)
-        finished = _now()
+        loader: _Worker[_Part] = _Worker(
+            lambda part: self._load_part(batch_id, datasource_id, part, loaded), "final-load"
+        )
+        try:
+            with self.staging_conn.cursor() as cursor, cursor.copy(copy) as writer:
+                sender: _Worker[bytes] = _Worker(writer.write, "staging-copy")
+                try:
+                    for chunk in source.chunks:
+                        begun = time.perf_counter()
+                        done = transform(chunk, self.mapping, source.columns)
+                        merge_checks(checks, done)
+                        result.rows_total += done.rows
+                        result.rows_valid += done.valid
+                        valid = done.frame.filter(pl.col("valid"))
+                        superseded = self._superseded(valid, keys) if dedupe else None
+                        # Valid rows reach the final table, but for those another row of the batch
+                        # supersedes: marked here when in the same chunk, at the end when in another.
+                        frame = done.frame.with_columns(pl.col("valid").alias("loaded_to_final"))
+                        if superseded is not None:
+                            result.rows_duplicate += superseded.len()
+                            valid = valid.filter(pl.col("row_number").is_in(superseded.implode()).not_())
+                            frame = _mark_superseded(frame, superseded, on_columns)
+                        staged_rows = frame.select(
+                            pl.lit(str(batch_id)).alias("batch_id"),
+                            pl.lit(datasource_id).alias("datasource_id"),
+                            pl.all(),
+                        )
+                        sender.put(copy_text(staged_rows))
+                        part = self._part(valid, batch_id, datasource_id, keys)
+                        spans.append(part.bounds)
+                        transform_seconds += time.perf_counter() - begun
+                        if part.rows:
+                            loader.put(part)
+                except BaseException:
+                    sender.close(failed=True)
+                    raise
+                sender.close(failed=False)
+            staging_done = _now()
+        except BaseException:
+            loader.close(failed=True)
+            raise
+        loader.close(failed=False)
         stages.append(
             _Stage(
                 "transform",
                 started,
-                finished,
+                _now(),
                 result.rows_total,
                 result.rows_valid,
                 message=f"{transform_seconds:.3f}s",
             )
         )
-        stages.append(
-            _Stage(
-                "stage",
-                started,
-                finished,
-                result.rows_total,
-                result.rows_total,
-                message=f"{time.perf_counter() - mark:.3f}s",
-            )
-        )
+        stages.append(_Stage("stage", started, staging_done, result.rows_total, result.rows_total))
+        for key in keys:
+            lows = [span[key][0] for span in spans if span and span[key][0] is not None]
+            highs = [span[key][1] for span in spans if span and span[key][1] is not None]
+            staged.bounds[key] = (min(lows, default=None), max(highs, default=None))
+        return loaded
 
-    def _study_keys(self, every: Any, keys: list[str], result: BatchResult, staged: _Staged) -> None:
-        """Rows repeating another's key (the last wins for `update`, the first otherwise) and the range of
-        keys to load, from the keys of the valid rows in row order."""
+    def _superseded(self, valid: Any, keys: list[str]) -> Any:
+        """Row numbers of the valid rows of a chunk that a row of the same chunk supersedes (same key; the
+        last wins for `update`, the first for `ignore`), or None when there is none."""
         import polars as pl
 
+        if _increasing(valid, keys):
+            return None
         key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
-        strategy = self.mapping.conflict_resolution.strategy
-        repeats = key.is_last_distinct() if strategy == "update" else key.is_first_distinct()
-        flagged = every.with_columns(repeats.not_().alias("__repeat"))
-        result.rows_duplicate = int(flagged["__repeat"].sum())
-        kept = flagged
-        if result.rows_duplicate and strategy in ("update", "ignore"):
-            staged.superseded = flagged.filter(pl.col("__repeat"))["row_number"].to_list()
-            kept = flagged.filter(pl.col("__repeat").not_())
-        ends = kept.select(*(pl.col(k).min().alias(f"min_{k}") for k in keys)).row(0)
-        tops = kept.select(*(pl.col(k).max().alias(f"max_{k}") for k in keys)).row(0)
-        staged.bounds = {k: (low, high) for k, low, high in zip(keys, ends, tops, strict=True)}
+        last = self.mapping.conflict_resolution.strategy == "update"
+        kept = key.is_last_distinct() if last else key.is_first_distinct()
+        rows = valid.filter(kept.not_())["row_number"]
+        return rows if rows.len() else None
+
+    def _part(self, valid: Any, batch_id: uuid.UUID, datasource_id: int, keys: list[str]) -> _Part:
+        """A chunk's rows for the final table (valid, none superseded within the chunk) and the range of
+        their keys."""
+        import polars as pl
+
+        bounds: dict[str, tuple[Any, Any]] = {}
+        if keys and valid.height:
+            low = valid.select(pl.col(k).min() for k in keys).row(0)
+            high = valid.select(pl.col(k).max() for k in keys).row(0)
+            bounds = {k: (lo, hi) for k, lo, hi in zip(keys, low, high, strict=True)}
+        payload = valid.select(
+            pl.lit(datasource_id).alias("datasource_id"),
+            *self.mapping.db_columns,
+            pl.lit(str(batch_id)).alias("source_batch_id"),
+        )
+        return _Part(copy_text(payload), valid.height, bounds)
 
     # -- load -------------------------------------------------------------------------------------
 
-    def _move(
-        self,
-        batch_id: uuid.UUID,
-        datasource_id: int,
-        result: BatchResult,
-        stages: list[_Stage],
-        staged: _Staged,
-    ) -> None:
-        """Valid rows to the final table, in the batch's transaction.
+    def _load_part(self, batch_id: uuid.UUID, datasource_id: int, part: _Part, loaded: _Loaded) -> None:
+        """One chunk's rows into the final table, in the batch's transaction (runs in the loader thread).
 
-        A plain `INSERT ... SELECT` when no row of the final table has a key within the batch's key range
-        (new data: the usual case), else `INSERT ... SELECT ... ON CONFLICT` with the mapping's strategy.
-        A plain insert that meets a row another transaction added meanwhile rolls back to its savepoint
-        and goes the `ON CONFLICT` way."""
-        started = _now()
+        `COPY` straight into the final table when no row there has a key within the part's key range (new
+        data: the usual case); else through the incoming table (temporary) with `INSERT ... SELECT ...
+        ON CONFLICT` and the mapping's strategy. Rows of earlier chunks are in the final table already:
+        a key repeated across chunks takes the second way too, and the later row wins (`update`) or
+        loses (`ignore`) as within a chunk. A straight `COPY` that meets a row another transaction added
+        meanwhile rolls back to its savepoint and takes the second way."""
         conflict = self.mapping.conflict_resolution
-        strategy = conflict.strategy
-        keys = conflict.on_columns
-        if staged.superseded:
-            self._unmark(batch_id, staged.superseded)
-        overlap = bool(keys) and strategy != "append" and self._overlaps(batch_id, datasource_id, staged)
-        if strategy == "fail":
-            existing = self._existing(batch_id) if overlap else 0
+        if conflict.strategy == "fail":
+            self._copy_into(self._incoming(empty=False), part.payload)
+            loaded.waiting = True
+            return
+        if conflict.strategy == "append" or not conflict.on_columns:
+            loaded.rows += self._copy_into(self.target, part.payload)
+            return
+        if not self._overlaps(datasource_id, batch_id, part.bounds):
+            try:
+                with self.conn.transaction():
+                    loaded.rows += self._copy_into(self.target, part.payload)
+                return
+            except psycopg.errors.UniqueViolation:
+                log.info("rows appeared in the final table meanwhile: loading this part with ON CONFLICT")
+        self._copy_into(self._incoming(empty=True), part.payload)
+        loaded.repeated += self._repeated(batch_id)
+        loaded.rows += self._insert_incoming(self._on_conflict())
+
+    def _finish_load(
+        self, batch_id: uuid.UUID, datasource_id: int, result: BatchResult, staged: _Staged, loaded: _Loaded
+    ) -> None:
+        conflict = self.mapping.conflict_resolution
+        keys = self._dedupe_keys()
+        if loaded.waiting:  # strategy fail
+            distinct = sql.SQL(
+                "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT {k} FROM {t}) d) FROM {t}"
+            )
+            result.rows_duplicate = (
+                self._count(distinct.format(k=_ident(*keys), t=self.incoming)) if keys else 0
+            )
+            existing = self._existing() if self._overlaps(datasource_id, batch_id, staged.bounds) else 0
             if existing or result.rows_duplicate:
                 raise BatchRejected(
                     "Conflict",
                     f"strategy 'fail': {existing} rows match rows already in {self.mapping.target_table} "
-                    f"and {result.rows_duplicate} repeat another row of the batch on ({', '.join(keys)})",
+                    f"and {result.rows_duplicate} repeat another row of the batch on "
+                    f"({', '.join(conflict.on_columns)})",
                 )
-        if strategy in ("update", "ignore") and keys:
-            loaded: int | None = None
-            if not overlap:
-                try:
-                    with self.conn.transaction():
-                        loaded = self._insert(batch_id, sql.Composed([]))
-                except psycopg.errors.UniqueViolation:
-                    log.info("rows appeared in the final table meanwhile: loading with ON CONFLICT")
-            if loaded is None:
-                loaded = self._insert(batch_id, self._on_conflict())
-            result.rows_loaded = loaded
-        else:
-            result.rows_loaded = self._insert(batch_id, sql.Composed([]))
-        stages.append(_Stage("load", started, _now(), result.rows_valid, result.rows_loaded))
+            loaded.rows = self._insert_incoming(sql.Composed([]))
+        if conflict.strategy == "append" and keys:
+            # Loaded all the same (or refused by the final table's key): counted for the record.
+            result.rows_duplicate = self._count(
+                sql.SQL(
+                    "SELECT count(*) - count(DISTINCT ({keys})) FROM {staging} WHERE batch_id = %s AND valid"
+                ).format(keys=_ident(*keys), staging=self.staging),
+                (batch_id,),
+                conn=self.staging_conn,
+            )
+        if loaded.repeated and conflict.strategy == "update":
+            # A later chunk updated rows an earlier one had loaded: count each key once.
+            condition, params = self._range(datasource_id, batch_id, staged.bounds)
+            loaded.rows = self._count(
+                sql.SQL("SELECT count(*) FROM {} WHERE source_batch_id = %s AND {}").format(
+                    self.target, condition
+                ),
+                (batch_id, *params),
+            )
+        result.rows_loaded = loaded.rows
 
-    def _insert(self, batch_id: uuid.UUID, on_conflict: sql.Composable) -> int:
-        columns = ["datasource_id", *self.mapping.db_columns]
+    def _count(
+        self,
+        statement: sql.Composed,
+        params: Sequence[Any] = (),
+        *,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> int:
+        row = (conn or self.conn).execute(statement, params).fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def _repeated(self, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
+        """Keys of the incoming rows that an earlier chunk of the batch loaded."""
+        keys = self._dedupe_keys()
         statement = sql.SQL(
-            "INSERT INTO {target} ({cols}, source_batch_id) SELECT {cols}, batch_id FROM {staging} "
-            "WHERE batch_id = %s AND loaded_to_final {on_conflict}"
-        ).format(target=self.target, cols=_ident(*columns), staging=self.staging, on_conflict=on_conflict)
+            "SELECT {cols} FROM {incoming} i JOIN {target} t USING ({on}) WHERE t.source_batch_id = %s"
+        ).format(
+            cols=sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(k)) for k in keys),
+            incoming=self.incoming,
+            target=self.target,
+            on=_ident(*self.mapping.conflict_resolution.on_columns),
+        )
+        return [tuple(row) for row in self.conn.execute(statement, (batch_id,)).fetchall()]
+
+    def _unmark_repeated(self, batch_id: uuid.UUID, repeated: list[tuple[Any, ...]]) -> int:
+        """Staging rows a row of another chunk superseded (same key): not loaded, with a note. Returns how
+        many."""
+        keys = self._dedupe_keys()
+        types = self._column_types()
+        winner = "max" if self.mapping.conflict_resolution.strategy == "update" else "min"
+        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[k])) for k in keys)
+        statement = sql.SQL(
+            "UPDATE {staging} s SET loaded_to_final = false, errors = s.errors || %s::jsonb FROM ("
+            "SELECT ctid AS row_id, row_number, {winner}(row_number) OVER (PARTITION BY {keys}) AS kept "
+            "FROM {staging} WHERE batch_id = %s AND valid AND ({keys}) IN (SELECT * FROM unnest({arrays}))"
+            ") d WHERE s.ctid = d.row_id AND d.row_number <> d.kept AND s.loaded_to_final"
+        ).format(staging=self.staging, winner=sql.SQL(winner), keys=_ident(*keys), arrays=arrays)
+        columns = [list(values) for values in zip(*repeated, strict=True)]
+        with self.staging_conn.cursor() as cursor:
+            cursor.execute(statement, (self._note(), batch_id, *columns))
+            return max(cursor.rowcount, 0)
+
+    def _note(self) -> str:
+        keys = self.mapping.conflict_resolution.on_columns
+        return json.dumps([f"duplicate of another row of the batch on ({', '.join(keys)})"])
+
+    def _copy_into(self, table: sql.Identifier, payload: bytes) -> int:
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(table, _ident(*self.final_columns))
         with self.conn.cursor() as cursor:
-            cursor.execute(statement, (batch_id,))
+            with cursor.copy(statement) as copy:
+                copy.write(payload)
+            return max(cursor.rowcount, 0)
+
+    def _incoming(self, *, empty: bool) -> sql.Identifier:
+        """The session's incoming table, shaped like the final table, emptied at every commit."""
+        row = self.conn.execute(
+            "SELECT to_regclass(%s)", ("pg_temp." + self.incoming.as_string(self.conn),)
+        ).fetchone()
+        if row is None or row[0] is None:
+            self.conn.execute(
+                sql.SQL(
+                    "CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                ).format(self.incoming, self.target)
+            )
+        elif empty:
+            self.conn.execute(sql.SQL("TRUNCATE {}").format(self.incoming))
+        return self.incoming
+
+    def _insert_incoming(self, on_conflict: sql.Composable) -> int:
+        columns = _ident(*self.final_columns)
+        statement = sql.SQL(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {incoming} {on_conflict}"
+        ).format(target=self.target, cols=columns, incoming=self.incoming, on_conflict=on_conflict)
+        with self.conn.cursor() as cursor:
+            cursor.execute(statement)
             return max(cursor.rowcount, 0)
 
     def _on_conflict(self) -> sql.Composable:
@@ -483,17 +719,6 @@ class Pipeline:
             ),
         )
 
-    def _unmark(self, batch_id: uuid.UUID, rows: list[int]) -> None:
-        """Rows another row of the batch supersedes stay in staging, not loaded, with a note."""
-        keys = self.mapping.conflict_resolution.on_columns
-        self.conn.execute(
-            sql.SQL(
-                "UPDATE {staging} SET loaded_to_final = false, errors = errors || %s::jsonb "
-                "WHERE batch_id = %s AND row_number = ANY(%s)"
-            ).format(staging=self.staging),
-            (json.dumps([f"duplicate of another row of the batch on ({', '.join(keys)})"]), batch_id, rows),
-        )
-
     def _column_types(self) -> dict[str, str]:
         if self._types is None:
             rows = self.conn.execute(
@@ -504,8 +729,10 @@ class Pipeline:
             self._types = {str(name): str(kind) for name, kind in rows}
         return self._types
 
-    def _overlaps(self, batch_id: uuid.UUID, datasource_id: int, staged: _Staged) -> bool:
-        """Whether the final table holds any row within the batch's key range: one index range scan."""
+    def _range(
+        self, datasource_id: int, batch_id: uuid.UUID, bounds: dict[str, tuple[Any, Any]]
+    ) -> tuple[sql.Composable, list[Any]]:
+        """The final table's key within `bounds`: a condition its primary key answers with a range scan."""
         types = self._column_types()
         conditions: list[sql.Composable] = []
         params: list[Any] = []
@@ -515,29 +742,30 @@ class Pipeline:
                 conditions.append(sql.SQL("{} = %s::{}").format(sql.Identifier(key), cast))
                 params.append(datasource_id if key == "datasource_id" else batch_id)
             else:
-                low, high = staged.bounds.get(key, (None, None))
-                if low is None or high is None:
-                    return False  # no row of the batch has a value there: none can conflict
+                low, high = bounds.get(key, (None, None))
                 between = sql.SQL("{} BETWEEN %s::{} AND %s::{}")
                 conditions.append(between.format(sql.Identifier(key), cast, cast))
                 params += [low, high]
+        return sql.SQL(" AND ").join(conditions), params
+
+    def _overlaps(self, datasource_id: int, batch_id: uuid.UUID, bounds: dict[str, tuple[Any, Any]]) -> bool:
+        """Whether the final table holds any row within `bounds`: one index range scan."""
+        if any(low is None or high is None for low, high in bounds.values()):
+            return False  # a key column with no value: no row of these can conflict
+        condition, params = self._range(datasource_id, batch_id, bounds)
         row = self.conn.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
-                self.target, sql.SQL(" AND ").join(conditions)
-            ),
-            params,
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(self.target, condition), params
         ).fetchone()
         return bool(row and row[0])
 
-    def _existing(self, batch_id: uuid.UUID) -> int:
-        """How many rows of the batch match a row of the final table (strategy `fail`)."""
+    def _existing(self) -> int:
+        """How many waiting rows match a row of the final table (strategy `fail`)."""
         keys = self.mapping.conflict_resolution.on_columns
-        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = s.{c}").format(c=sql.Identifier(c)) for c in keys)
+        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = i.{c}").format(c=sql.Identifier(c)) for c in keys)
         row = self.conn.execute(
-            sql.SQL(
-                "SELECT count(*) FROM {staging} s JOIN {target} t ON {join} WHERE s.batch_id = %s AND s.valid"
-            ).format(staging=self.staging, target=self.target, join=join),
-            (batch_id,),
+            sql.SQL("SELECT count(*) FROM {incoming} i JOIN {target} t ON {join}").format(
+                incoming=self.incoming, target=self.target, join=join
+            )
         ).fetchone()
         return int(row[0]) if row else 0
 

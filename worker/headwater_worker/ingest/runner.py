@@ -27,10 +27,16 @@ log = logging.getLogger(__name__)
 
 CONNECT_ATTEMPTS = 5
 CONNECT_TIMEOUT_SECONDS = 10
+APPLICATION = "headwater-ingest"
+STAGING_APPLICATION = "headwater-ingest-staging"
 
 
 def connect(
-    dsn: str, *, attempts: int = CONNECT_ATTEMPTS, sleep: Callable[[float], None] = time.sleep
+    dsn: str,
+    *,
+    attempts: int = CONNECT_ATTEMPTS,
+    sleep: Callable[[float], None] = time.sleep,
+    application_name: str = APPLICATION,
 ) -> Any:
     """An autocommit connection in UTC, retried with exponential backoff."""
     delay = 0.5
@@ -40,7 +46,7 @@ def connect(
                 libpq_dsn(dsn),
                 autocommit=True,
                 connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                application_name="headwater-ingest",
+                application_name=application_name,
             )
         except psycopg.ProgrammingError as error:
             raise IngestError(
@@ -157,9 +163,11 @@ def run_once(
         raise IngestError(
             FailureReason.DATABASE_UNAVAILABLE, f"migration failed: {redact(str(error)).strip()}"
         ) from None
-    with connect(dsn) as conn:
+    # Two connections: the batch's transaction on one, its staging rows written at the same time on the other.
+    with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
         check_tables(conn, mapping)
-        sink = DatabaseSink(conn, Pipeline(conn, mapping), config.connector, on_batch=on_batch)
+        pipeline = Pipeline(conn, mapping, staging_conn)
+        sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
         connector = create(context)
         try:
             connector.run(sink)
@@ -182,9 +190,11 @@ def watch(
     mapping = load_mapping(config)
     context = Context(config=config, mapping=mapping, credentials=read_credentials(credentials_dir))
     schema.ensure(dsn)
-    with connect(dsn) as conn:
+    # Two connections: the batch's transaction on one, its staging rows written at the same time on the other.
+    with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
         check_tables(conn, mapping)
-        sink = DatabaseSink(conn, Pipeline(conn, mapping), config.connector, on_batch=on_batch)
+        pipeline = Pipeline(conn, mapping, staging_conn)
+        sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
         connector = create(context)
         while not context.stop.is_set():
             connector.run(sink)

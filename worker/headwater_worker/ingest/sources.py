@@ -16,7 +16,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
@@ -26,6 +26,7 @@ from .transform import ROW
 
 CHUNK_ROWS = 100_000
 READ_BLOCK = 1 << 20
+CSV_BLOCK = 8 << 20
 DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -137,6 +138,64 @@ def _transcode(path: Path, encoding: str, folder: Path | None) -> Path:
     return Path(name)
 
 
+def _record_end(block: bytes, *, last: bool) -> int:
+    """Just after the first (or last) line break of `block` that ends a record, 0 when none does. A line
+    break ends a record when an even number of double quotes comes before it (else it is inside a quoted
+    value)."""
+    if not last:
+        start = 0
+        while (newline := block.find(b"\n", start)) >= 0:
+            if block.count(b'"', 0, newline) % 2 == 0:
+                return newline + 1
+            start = newline + 1
+        return 0
+    total, after, end = block.count(b'"'), 0, len(block)
+    while (newline := block.rfind(b"\n", 0, end)) >= 0:
+        after += block.count(b'"', newline, end)
+        if (total - after) % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
+
+
+def record_blocks(handle: BinaryIO, size: int = CSV_BLOCK) -> Iterator[bytes]:
+    """The data records of a CSV stream (its header record skipped), in blocks of whole records of about
+    `size` bytes: what is read at a time, so that memory stays bounded whatever the file's size."""
+    carry = b""
+    header = True
+    while True:
+        data = handle.read(size)
+        if not data:
+            if carry and not header:
+                yield carry
+            return
+        block = carry + data
+        if header:
+            end = _record_end(block, last=False)
+            if end == 0:
+                carry = block
+                continue
+            block, header = block[end:], False
+        end = _record_end(block, last=True)
+        carry = block[end:]
+        if end:
+            yield block[:end]
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Column names, a repeated one suffixed `_duplicated_<n>` (as polars names them)."""
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        if name in seen:
+            unique.append(f"{name}_duplicated_{seen[name]}")
+            seen[name] += 1
+        else:
+            seen[name] = 0
+            unique.append(name)
+    return unique
+
+
 def csv_chunks(
     path: Path,
     mapping: Mapping,
@@ -152,26 +211,36 @@ def csv_chunks(
     if not line.strip():
         raise BatchRejected("EmptyFile", "the file has no header line")
     delimiter = choose_delimiter(line, mapping)
-    header = _split(line, delimiter)
+    header = unique_names(_split(line, delimiter))
     renames = check_header(header, mapping, delimiter=delimiter)
     readable = path if encoding == "utf-8" else _transcode(path, encoding, scratch)
+    schema = dict.fromkeys(header, pl.String)
 
     def generate() -> Iterator[pl.DataFrame]:
+        rows = 0
+        waiting: list[pl.DataFrame] = []  # fewer than chunk_rows rows, for the next chunk
         try:
-            frame = pl.scan_csv(
-                readable,
-                separator=delimiter,
-                infer_schema=False,
-                truncate_ragged_lines=True,
-                row_index_name=ROW,
-                row_index_offset=1,
-                raise_if_empty=False,
-                encoding="utf8",
-            )
-            rows = 0
-            for chunk in frame.collect_batches(chunk_size=chunk_rows):
-                rows += chunk.height
-                yield chunk.rename(renames)
+            with readable.open("rb") as handle:
+                for block in record_blocks(handle):
+                    parsed = pl.read_csv(
+                        block,
+                        has_header=False,
+                        schema=schema,
+                        separator=delimiter,
+                        truncate_ragged_lines=True,
+                        row_index_name=ROW,
+                        row_index_offset=rows + 1,
+                        raise_if_empty=False,
+                        encoding="utf8",
+                    )
+                    rows += parsed.height
+                    frame = pl.concat([*waiting, parsed]) if waiting else parsed
+                    whole = frame.height - frame.height % chunk_rows
+                    for start in range(0, whole, chunk_rows):
+                        yield frame.slice(start, chunk_rows).rename(renames)
+                    waiting = [frame.slice(whole)] if whole < frame.height else []
+            if waiting:
+                yield waiting[0].rename(renames)
             if rows == 0:
                 raise BatchRejected("NoRows", "the file has a header but no data rows")
         except pl.exceptions.PolarsError as error:

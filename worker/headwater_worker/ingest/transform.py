@@ -235,20 +235,25 @@ def _unread(sample: pl.Series, attempts: Sequence[Attempt], dtype: pl.DataType) 
     return sample.len() - int(read.sum())
 
 
-def _first_readable(text: pl.Series, attempts: Sequence[Attempt], dtype: pl.DataType) -> pl.Series:
+def _first_readable(
+    text: pl.Series, attempts: Sequence[Attempt], dtype: pl.DataType, *, limit: int | None = None
+) -> pl.Series:
+    """Each value read by the first attempt that can, the attempts ordered by how much of a sample they
+    read; only the `limit` best attempts when given."""
     sample = text.drop_nulls().head(SAMPLE_ROWS)
     if sample.len() == 0:
         return _nulls(text.name, text.len(), dtype)
     first, *others = _order(sample, attempts)
     result = first(text).cast(dtype)
-    for attempt in others:
-        pending = (result.is_null() & text.is_not_null()).arg_true()
+    pending = (result.is_null() & text.is_not_null()).arg_true()
+    for attempt in others[: None if limit is None else limit - 1]:
         if pending.len() == 0:
             break
         parsed = attempt(text.gather(pending)).cast(dtype)
         found = parsed.is_not_null()
         if found.any():
             result = result.scatter(pending.filter(found), parsed.filter(found))
+            pending = pending.filter(found.not_())
     return result
 
 
@@ -282,6 +287,11 @@ def date_attempts(coercion: Coercion, mapping: Mapping) -> list[Attempt]:
     return [*dates, *naive, *aware, lambda v: local_day(_epoch_attempt(v))]
 
 
+# Below this many values left unread by the chunk's main format, they are tried against every format at
+# once (one expression); above, format by format, each on the values still unread.
+FEW = 1000
+
+
 def coerce_temporal(text: pl.Series, coercion: Coercion, mapping: Mapping) -> pl.Series:
     """A `datetime` (naive UTC) or `date` column from cleaned text.
 
@@ -291,20 +301,27 @@ def coerce_temporal(text: pl.Series, coercion: Coercion, mapping: Mapping) -> pl
     dtype: pl.DataType
     if coercion.type == "date":
         attempts, dtype = date_attempts(coercion, mapping), pl.Date()
+        every_format = _series(lambda e: parse_date(e, coercion, mapping))
     else:
         attempts, dtype = datetime_attempts(coercion, mapping), pl.Datetime("us")
+        every_format = _series(lambda e: parse_datetime(e, coercion, mapping))
     normalize = _series(_normal_time_text)
     sample = text.drop_nulls().head(SAMPLE_ROWS)
     unread = _unread(sample, attempts, dtype) if sample.len() else 0
     if unread and _unread(normalize(sample), attempts, dtype) < unread:
         return _first_readable(normalize(text), attempts, dtype)
-    result = _first_readable(text, attempts, dtype)
+    result = _first_readable(text, attempts, dtype, limit=1)
     pending = (result.is_null() & text.is_not_null()).arg_true()
-    if pending.len():
-        parsed = _first_readable(normalize(text.gather(pending)), attempts, dtype)
-        found = parsed.is_not_null()
-        if found.any():
-            result = result.scatter(pending.filter(found), parsed.filter(found))
+    if pending.len() == 0:
+        return result
+    rest = text.gather(pending)
+    if pending.len() <= FEW:
+        parsed = every_format(rest).cast(dtype)
+    else:
+        parsed = _first_readable(normalize(rest), attempts, dtype)
+    found = parsed.is_not_null()
+    if found.any():
+        result = result.scatter(pending.filter(found), parsed.filter(found))
     return result
 
 

@@ -210,7 +210,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_energy_daily",
@@ -237,7 +236,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_energy_hourly",
@@ -264,7 +262,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_environmental_metrics",
@@ -297,7 +294,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_solar_daily",
@@ -330,7 +326,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_solar_hourly",
@@ -361,7 +356,6 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "staging_solar_monthly",
@@ -394,11 +388,9 @@ def upgrade() -> None:
         ["batch_id"],
         unique=False,
         postgresql_using="brin",
-        postgresql_with={"autosummarize": "on"},
     )
     op.create_table(
         "dairy_production",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("milk_liters", sa.Float(), nullable=True),
@@ -408,12 +400,10 @@ def upgrade() -> None:
         sa.Column("somatic_cell_count", sa.BigInteger(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_dairy_production")),
-        sa.UniqueConstraint("datasource_id", "day", name=op.f("uq_dairy_production_datasource_id_day")),
+        sa.PrimaryKeyConstraint("datasource_id", "day", name=op.f("pk_dairy_production")),
     )
     op.create_table(
         "environmental_metrics",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("temperature_c", sa.Float(), nullable=True),
@@ -425,34 +415,28 @@ def upgrade() -> None:
         sa.Column("pressure_hpa", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_environmental_metrics")),
-        sa.UniqueConstraint("datasource_id", "ts", name=op.f("uq_environmental_metrics_datasource_id_ts")),
+        sa.PrimaryKeyConstraint("datasource_id", "ts", name=op.f("pk_environmental_metrics")),
     )
     op.create_table(
         "fact_energy_daily",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("energy_kwh", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fact_energy_daily")),
-        sa.UniqueConstraint("datasource_id", "day", name=op.f("uq_fact_energy_daily_datasource_id_day")),
+        sa.PrimaryKeyConstraint("datasource_id", "day", name=op.f("pk_fact_energy_daily")),
     )
     op.create_table(
         "fact_energy_hourly",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("energy_kwh", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fact_energy_hourly")),
-        sa.UniqueConstraint("datasource_id", "ts", name=op.f("uq_fact_energy_hourly_datasource_id_ts")),
+        sa.PrimaryKeyConstraint("datasource_id", "ts", name=op.f("pk_fact_energy_hourly")),
     )
     op.create_table(
         "fact_solar_daily",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("inverter_power_kwh", sa.Float(), nullable=True),
@@ -464,12 +448,10 @@ def upgrade() -> None:
         sa.Column("power_profit", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fact_solar_daily")),
-        sa.UniqueConstraint("datasource_id", "day", name=op.f("uq_fact_solar_daily_datasource_id_day")),
+        sa.PrimaryKeyConstraint("datasource_id", "day", name=op.f("pk_fact_solar_daily")),
     )
     op.create_table(
         "fact_solar_hourly",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False),
         sa.Column("inverter_power_kwh", sa.Float(), nullable=True),
@@ -479,12 +461,10 @@ def upgrade() -> None:
         sa.Column("power_profit", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fact_solar_hourly")),
-        sa.UniqueConstraint("datasource_id", "ts", name=op.f("uq_fact_solar_hourly_datasource_id_ts")),
+        sa.PrimaryKeyConstraint("datasource_id", "ts", name=op.f("pk_fact_solar_hourly")),
     )
     op.create_table(
         "fact_solar_monthly",
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False, cache=1000), nullable=False),
         sa.Column("datasource_id", sa.Integer(), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("inverter_power_kwh", sa.Float(), nullable=True),
@@ -496,8 +476,7 @@ def upgrade() -> None:
         sa.Column("power_profit", sa.Float(), nullable=True),
         sa.Column("source_batch_id", sa.UUID(), nullable=False),
         sa.Column("loaded_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_fact_solar_monthly")),
-        sa.UniqueConstraint("datasource_id", "month", name=op.f("uq_fact_solar_monthly_datasource_id_month")),
+        sa.PrimaryKeyConstraint("datasource_id", "month", name=op.f("pk_fact_solar_monthly")),
     )
     op.create_table(
         "ingest_batch",
