@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .conditions import Outcome
+
 # Waiting reasons after which a pod will not start until someone changes something.
 BLOCKING_REASONS = frozenset(
     {
@@ -119,3 +121,48 @@ def observe_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> Jo
         blocked=blocked,
         failed_attempts=failed_attempts,
     )
+
+
+# -- what every kind's status derivation asks of its Jobs ------------------------------------------------
+
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    return str(obj.get("metadata", {}).get("name", ""))
+
+
+def created_at(obj: Mapping[str, Any]) -> str:
+    return str(obj.get("metadata", {}).get("creationTimestamp") or "")
+
+
+def owned_by(obj: Mapping[str, Any], kind: str, name: str) -> bool:
+    return any(
+        ref.get("kind") == kind and ref.get("name") == name
+        for ref in obj.get("metadata", {}).get("ownerReferences") or ()
+    )
+
+
+def pods_of(job_name: str, pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job_name]
+
+
+def cronjob_runs(
+    cronjob: str, jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
+) -> list[JobObservation]:
+    """The runs of a CronJob, newest first."""
+    runs = sorted((j for j in jobs if owned_by(j, "CronJob", cronjob)), key=created_at, reverse=True)
+    return [observe_job(job, pods_of(name_of(job), pods)) for job in runs]
+
+
+def failure(observation: JobObservation, fallback: str) -> tuple[str, str]:
+    """Reason and message of a failed run: the worker's own words when it left any."""
+    error = (observation.result or {}).get("error") or {}
+    reason = str(error.get("reason") or observation.failure_reason or "JobFailed")
+    message = str(error.get("message") or observation.failure_message or fallback)
+    return reason, message
+
+
+def blocked_outcome(reason: str, message: str) -> Outcome:
+    """A pod that cannot start: a missing Secret is the usual cause and gets its own reason."""
+    return Outcome.stalled("Stalled", "SecretNotFound" if "secret" in message.lower() else reason, message)

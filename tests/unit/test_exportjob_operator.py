@@ -11,6 +11,7 @@ from headwater_operator.api.exportjob import ExportJobSpec
 from headwater_operator.builders import exportjob as build
 from headwater_operator.builders.common import Owner
 from headwater_operator.config import OperatorConfig
+from headwater_operator.jobs import JOB_NAME_LABEL
 from headwater_operator.status import exportjob as observe
 from headwater_worker.export.config import ExportConfig
 
@@ -179,7 +180,7 @@ def pod_object(
     if waiting:
         state = {"waiting": {"reason": waiting, "message": 'secret "db" not found'}}
     return {
-        "metadata": {"labels": {observe.JOB_NAME_LABEL: job}, "creationTimestamp": "2026-01-01T00:00:01Z"},
+        "metadata": {"labels": {JOB_NAME_LABEL: job}, "creationTimestamp": "2026-01-01T00:00:01Z"},
         "status": {"phase": phase, "containerStatuses": [{"name": "worker", "state": state}]},
     }
 

@@ -16,29 +16,10 @@ from ..api.connector import ConnectorSpec
 from ..builders import connector as build
 from ..builders.common import Owner
 from ..conditions import Outcome
-from ..jobs import JobObservation, observe_job
+from ..jobs import blocked_outcome, cronjob_runs, failure
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+INGEST_FAILED = "the ingest run failed"
 FIGURES = ("rowsLoaded", "rowsRejected", "batches", "qualityScore", "cursor", "lastBatchId")
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str(obj.get("metadata", {}).get("name", ""))
-
-
-def _created(obj: Mapping[str, Any]) -> str:
-    return str(obj.get("metadata", {}).get("creationTimestamp") or "")
-
-
-def _owned_by(job: Mapping[str, Any], kind: str, name: str) -> bool:
-    return any(
-        ref.get("kind") == kind and ref.get("name") == name
-        for ref in job.get("metadata", {}).get("ownerReferences") or ()
-    )
-
-
-def pods_of(job_name: str, pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job_name]
 
 
 def figures(result: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -53,17 +34,6 @@ def figures(result: Mapping[str, Any] | None) -> dict[str, Any]:
     return {key: data[key] for key in FIGURES if key in data}
 
 
-def _failure(observation: JobObservation) -> tuple[str, str]:
-    error = (observation.result or {}).get("error") or {}
-    reason = str(error.get("reason") or observation.failure_reason or "JobFailed")
-    message = str(error.get("message") or observation.failure_message or "the ingest run failed")
-    return reason, message
-
-
-def _blocked(message: str, reason: str) -> Outcome:
-    return Outcome.stalled("Stalled", "SecretNotFound" if "secret" in message.lower() else reason, message)
-
-
 def scheduled(
     owner: Owner,
     spec: ConnectorSpec,
@@ -76,8 +46,7 @@ def scheduled(
     if cronjob is None:
         return Outcome.reconciling("Pending", "Creating", f"creating CronJob {name}"), extra
     cron_status = cronjob.get("status") or {}
-    runs = sorted((j for j in jobs if _owned_by(j, "CronJob", name)), key=_created, reverse=True)
-    observations = [observe_job(job, pods_of(_name(job), pods)) for job in runs]
+    observations = cronjob_runs(name, jobs, pods)
     starts = [o.started_at for o in observations if o.started_at]
     last_run = max(
         [*starts, *([cron_status["lastScheduleTime"]] if cron_status.get("lastScheduleTime") else [])],
@@ -101,13 +70,13 @@ def scheduled(
         return Outcome.ready("Scheduled", "Suspended", f"CronJob {name} is suspended"), extra
     latest = observations[0] if observations else None
     if latest is not None and latest.blocked is not None:
-        return _blocked(latest.blocked.message, latest.blocked.reason), extra
+        return blocked_outcome(latest.blocked.reason, latest.blocked.message), extra
     if latest is not None and latest.state == "failed":
-        reason, message = _failure(latest)
+        reason, message = failure(latest, INGEST_FAILED)
         return Outcome.stalled("Failed", reason, f"last run {latest.name} failed: {message}"), extra
     if latest is not None and latest.state in ("running", "pending"):
         if latest.failed_attempts:
-            reason, message = _failure(latest)
+            reason, message = failure(latest, INGEST_FAILED)
             return Outcome.reconciling(
                 "Running",
                 "Retrying",
@@ -140,7 +109,7 @@ def watching(
                 last = ((container.get("lastState") or {}).get("terminated") or {}).get("message")
                 if last:
                     message = f"{message}: {last[-512:]}"
-                return _blocked(message, str(waiting["reason"])), extra
+                return blocked_outcome(str(waiting["reason"]), message), extra
     status = deployment.get("status") or {}
     if int(status.get("availableReplicas") or 0) >= 1:
         return Outcome.ready("Watching", "Watching", f"Deployment {name} is watching for files"), extra

@@ -9,28 +9,9 @@ from ..api.exportjob import ExportJobSpec, ExportTaskStatus
 from ..builders import exportjob as build
 from ..builders.common import Owner
 from ..conditions import Outcome
-from ..jobs import JobObservation, observe_job
+from ..jobs import blocked_outcome, cronjob_runs, failure, name_of, observe_job, pods_of
 
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-
-
-def _name(obj: Mapping[str, Any]) -> str:
-    return str(obj.get("metadata", {}).get("name", ""))
-
-
-def _created(obj: Mapping[str, Any]) -> str:
-    return str(obj.get("metadata", {}).get("creationTimestamp") or "")
-
-
-def _owned_by_cronjob(job: Mapping[str, Any], cronjob_name: str) -> bool:
-    return any(
-        ref.get("kind") == "CronJob" and ref.get("name") == cronjob_name
-        for ref in job.get("metadata", {}).get("ownerReferences") or ()
-    )
-
-
-def pods_of(job_name: str, pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [p for p in pods if (p.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job_name]
+EXPORT_FAILED = "the export failed"
 
 
 def task_statuses(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -44,25 +25,11 @@ def task_statuses(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     return [t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in tasks]
 
 
-def _failure(observation: JobObservation) -> tuple[str, str]:
-    error = (observation.result or {}).get("error") or {}
-    reason = str(error.get("reason") or observation.failure_reason or "JobFailed")
-    message = str(error.get("message") or observation.failure_message or "the export failed")
-    return reason, message
-
-
-def _blocked_outcome(observation: JobObservation) -> Outcome:
-    assert observation.blocked is not None
-    message = observation.blocked.message
-    reason = "SecretNotFound" if "secret" in message.lower() else observation.blocked.reason
-    return Outcome.stalled("Stalled", reason, message)
-
-
 def one_off(
     owner: Owner, jobs: Sequence[Mapping[str, Any]], pods: Sequence[Mapping[str, Any]]
 ) -> tuple[Outcome, dict[str, Any]]:
     name = build.job_name(owner)
-    job = next((j for j in jobs if _name(j) == name), None)
+    job = next((j for j in jobs if name_of(j) == name), None)
     if job is None:
         return Outcome.reconciling("Pending", "Creating", f"creating Job {name}"), {}
     observation = observe_job(job, pods_of(name, pods))
@@ -74,14 +41,14 @@ def one_off(
         return Outcome.ready("Succeeded", "Exported", f"Job {name} exported every task"), extra
     if observation.state == "failed":
         extra["tasks"] = task_statuses(observation.result)
-        reason, message = _failure(observation)
+        reason, message = failure(observation, EXPORT_FAILED)
         return Outcome.stalled("Failed", reason, message), extra
     if observation.blocked is not None:
-        return _blocked_outcome(observation), extra
+        return blocked_outcome(observation.blocked.reason, observation.blocked.message), extra
     if (job.get("spec") or {}).get("suspend") and not observation.started_at:
         return Outcome.ready("Pending", "Suspended", "the export is suspended"), extra
     if observation.failed_attempts:
-        reason, message = _failure(observation)
+        reason, message = failure(observation, EXPORT_FAILED)
         return Outcome.reconciling(
             "Running",
             "Retrying",
@@ -105,8 +72,7 @@ def scheduled(
     extra: dict[str, Any] = {
         key: cron_status[key] for key in ("lastScheduleTime", "lastSuccessfulTime") if cron_status.get(key)
     }
-    runs = sorted((j for j in jobs if _owned_by_cronjob(j, name)), key=_created, reverse=True)
-    observations = [observe_job(job, pods_of(_name(job), pods)) for job in runs]
+    observations = cronjob_runs(name, jobs, pods)
     last_success = next((o for o in observations if o.state == "succeeded"), None)
     if last_success is not None:
         extra["tasks"] = task_statuses(last_success.result)
@@ -116,9 +82,9 @@ def scheduled(
         return Outcome.ready("Scheduled", "Suspended", f"CronJob {name} is suspended"), extra
     latest = observations[0] if observations else None
     if latest is not None and latest.blocked is not None:
-        return _blocked_outcome(latest), extra
+        return blocked_outcome(latest.blocked.reason, latest.blocked.message), extra
     if latest is not None and latest.state == "failed":
-        reason, message = _failure(latest)
+        reason, message = failure(latest, EXPORT_FAILED)
         return Outcome.stalled("Scheduled", reason, f"last run {latest.name} failed: {message}"), extra
     if latest is not None and latest.state in ("running", "pending"):
         return Outcome.ready("Running", "Running", f"run {latest.name} is in progress"), extra
