@@ -1,10 +1,11 @@
 """Connector end to end: kubectl apply → operator → CronJob / Deployment on the local node → ingest worker →
-PostgreSQL, against files dropped on a volume and a local fake of the Tago.io API.
+PostgreSQL, against files dropped on a volume or in an S3 bucket and a local fake of the Tago.io API.
 
 Issue 4's acceptance:
 - a file Connector with a mapping, a CSV dropped where it watches: the rows appear in the final table and
   the status figures match (`test_file_connector_*`, `test_file_watcher_*`);
 - the same file again is a no-op (`test_file_connector_*`);
+- the same, with the files in an S3 bucket (`test_s3_file_connector_*`);
 - an HTTP Connector against the fake Tago server loads data hour by hour and resumes from its cursor after
   its pod is killed mid-run (`test_tago_connector_resumes_*`).
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from headwater_localcluster.services import PostgresServer
+from headwater_localcluster.services import PostgresServer, S3Server
 
 from tests.fakes.apis import FakeTago, energy
 from tests.fixtures.cluster import Cluster, Kubectl, poll
@@ -138,6 +139,63 @@ def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(se
     assert setup.scalar("SELECT max(loaded_at) FROM fact_energy_hourly") == loaded_at
     assert setup.scalar("SELECT count(*) FROM ingest_batch") == 1
     assert (status["rowsLoaded"], status["batches"]) == (24, 1)
+
+
+def keys(s3: S3Server, bucket: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def test_s3_file_connector_loads_an_uploaded_csv_and_the_same_file_again_is_a_noop(
+    setup: Setup, s3: S3Server, bucket: str
+) -> None:
+    setup.kubectl.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+            },
+            setup.connector(
+                "meter-s3",
+                schedule="0 0 1 1 *",
+                type="file",
+                mapping={"name": "energy_hourly"},
+                datasourceId="farm-meter-01",
+                file={
+                    "s3": {
+                        "bucket": bucket,
+                        "prefix": "incoming",
+                        "endpoint": s3.endpoint_url,
+                        "forcePathStyle": True,
+                        "credentialsSecretRef": {"name": "s3"},
+                    }
+                },
+            ),
+        ]
+    )
+    setup.wait_status("meter-s3", lambda s: s.get("phase") == "Scheduled", timeout=60, what="not Scheduled")
+    s3.client().put_object(Bucket=bucket, Key="incoming/march.csv", Body=CSV.encode())
+
+    setup.kubectl("create", "job", "--from=cronjob/meter-s3-ingest", "meter-s3-first")
+    setup.kubectl.wait("job/meter-s3-first", "condition=Complete", timeout=180)
+    status = setup.wait_status(
+        "meter-s3", lambda s: s.get("rowsLoaded") == 24, timeout=60, what="rows never reported loaded"
+    )
+    assert (status["batches"], status["rowsRejected"]) == (1, 0)
+    assert setup.scalar("SELECT count(*) FROM fact_energy_hourly") == 24
+    assert keys(s3, bucket) == ["processed/march.csv"]
+
+    # The same file again: a duplicate, moved aside, nothing loaded.
+    s3.client().put_object(Bucket=bucket, Key="incoming/march.csv", Body=CSV.encode())
+    setup.kubectl("create", "job", "--from=cronjob/meter-s3-ingest", "meter-s3-again")
+    setup.kubectl.wait("job/meter-s3-again", "condition=Complete", timeout=180)
+    moved = keys(s3, bucket)
+    assert len(moved) == 2
+    assert all(key.startswith("processed/march.") for key in moved)
+    assert setup.scalar("SELECT count(*) FROM ingest_batch") == 1
+    assert setup.scalar("SELECT count(*) FROM fact_energy_hourly") == 24
 
 
 def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:

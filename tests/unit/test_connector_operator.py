@@ -137,11 +137,54 @@ def test_an_api_connector_gets_its_credentials_as_a_secret_volume() -> None:
     assert "tago-tokens" not in env["HEADWATER_INGEST_CONFIG"]
 
 
-def test_an_s3_file_source_is_refused_as_unsupported() -> None:
-    s3 = spec(file={"s3": {"bucket": "ingest", "prefix": "incoming"}})
-    with pytest.raises(build.InvalidSpecError) as refusal:
-        build.children(OWNER, s3, CONFIG)
-    assert refusal.value.reason == "UnsupportedSource"
+def test_an_s3_file_source_hands_over_its_prefixes_and_takes_its_keys_from_the_secret() -> None:
+    s3 = spec(
+        file={
+            "s3": {
+                "bucket": "landing",
+                "prefix": "meters/incoming",
+                "endpoint": "http://minio.storage:9000",
+                "region": "eu-west-1",
+                "forcePathStyle": True,
+                "credentialsSecretRef": {"name": "minio", "accessKeyIdKey": "user"},
+            },
+            "include": ["*.csv"],
+            "processedPath": "meters/done",
+        }
+    )
+    _, cronjob = build.children(OWNER, s3, CONFIG)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert [volume["name"] for volume in pod["volumes"]] == ["tmp"], "no data volume: objects go to /tmp"
+    env = env_of(cronjob)
+    assert env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "minio", "key": "user"}}
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "minio", "key": "AWS_SECRET_ACCESS_KEY"}}
+    config = IngestConfig.from_env(env["HEADWATER_INGEST_CONFIG"])
+    assert config.file is not None
+    assert (config.file.path, config.file.processed_path, config.file.rejected_path) == (None, None, None)
+    assert config.file.include == ["*.csv"]
+    location = config.file.s3
+    assert location is not None
+    assert (location.bucket, location.folder) == ("landing", "meters/incoming/")
+    assert (location.endpoint, location.region, location.force_path_style) == (
+        "http://minio.storage:9000",
+        "eu-west-1",
+        True,
+    )
+    assert (location.processed_folder, location.rejected_folder) == ("meters/done/", "rejected/")
+    assert "credentials" not in env["HEADWATER_INGEST_CONFIG"], "the Secret stays out of the config"
+
+
+def test_an_s3_file_source_without_a_secret_uses_ambient_credentials() -> None:
+    s3 = spec(interval=None, file={"s3": {"bucket": "landing"}, "watch": True})
+    _, deployment = build.children(OWNER, s3, CONFIG)
+    env = env_of(deployment)
+    assert "AWS_ACCESS_KEY_ID" not in env
+    assert "AWS_SECRET_ACCESS_KEY" not in env
+    config = IngestConfig.from_env(env["HEADWATER_INGEST_CONFIG"])
+    assert config.file is not None
+    assert config.file.s3 is not None
+    assert (config.file.s3.folder, config.file.s3.endpoint) == ("", None)
+    assert config.file.s3.processed_folder == "processed/"
 
 
 def test_children_are_deterministic() -> None:

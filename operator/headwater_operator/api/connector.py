@@ -66,9 +66,9 @@ class MappingRef(ApiModel):
 class FileSource(ApiModel):
     """Where a `file` connector finds CSV and Excel files: exactly one of `volume` or `s3`.
 
-    Files are picked up once their size has not changed for `stableSeconds`, loaded, then moved to
-    `processedPath` (loaded) or `rejectedPath` (refused). A file already loaded (same SHA-256) is not loaded
-    twice.
+    Files are picked up once complete (on a volume, once their size has not changed for `stableSeconds`),
+    loaded, then moved to `processedPath` (loaded) or `rejectedPath` (refused). A file already loaded (same
+    SHA-256) is not loaded twice.
     """
 
     cel_rules: ClassVar[Sequence[CelRule]] = (exactly_one("volume", "s3"),)
@@ -100,7 +100,11 @@ class FileSource(ApiModel):
         "bucket, relative to its root.",
     )
     stable_seconds: int = Field(
-        default=3, ge=0, le=3600, description="Seconds a file's size must stay unchanged before it is read."
+        default=3,
+        ge=0,
+        le=3600,
+        description="Seconds a file's size must stay unchanged before it is read. Volumes only: an S3 object "
+        "appears whole once its upload completes.",
     )
     watch: bool = Field(
         default=False,
@@ -268,9 +272,9 @@ class ConnectorSpec(ApiModel):
     file: FileSource | None = Field(
         default=None,
         description="Where CSV and Excel files come from: exactly one of `volume` or `s3`. Required for "
-        "`file`, only then. A file is read once its size has not changed for `stableSeconds`, then moved to "
-        "`processedPath` (loaded) or `rejectedPath` (refused); a file already loaded (same SHA-256) is not "
-        "loaded twice.",
+        "`file`, only then. A file is read once complete (on a volume, once its size has not changed for "
+        "`stableSeconds`), then moved to `processedPath` (loaded) or `rejectedPath` (refused); a file "
+        "already loaded (same SHA-256) is not loaded twice.",
     )
     http: HttpSource | None = Field(
         default=None, description="HTTP settings of the API connector types. Not used with `file`."

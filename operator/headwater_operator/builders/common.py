@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import naming, security
+from ..api.common import S3Bucket, S3Location
 from ..config import OperatorConfig
 
 API_VERSION = "headwater.dev/v1alpha1"
@@ -63,6 +64,29 @@ def service_account_name(owner: Owner) -> str:
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def s3_location(location: S3Location) -> dict[str, Any]:
+    """The worker's view of an S3 location (`headwater_worker.s3.S3Location`): no credentials."""
+    return {
+        "bucket": location.bucket,
+        "prefix": location.prefix,
+        "endpoint": location.endpoint,
+        "region": location.region,
+        "forcePathStyle": location.force_path_style,
+    }
+
+
+def s3_credentials_env(bucket: S3Bucket) -> list[dict[str, Any]]:
+    """The access key pair as `AWS_*` variables from the Secret, which botocore reads; none when the
+    workload's ambient credentials are meant."""
+    credentials = bucket.credentials_secret_ref
+    if credentials is None:
+        return []
+    return [
+        secret_env("AWS_ACCESS_KEY_ID", credentials.name, credentials.access_key_id_key),
+        secret_env("AWS_SECRET_ACCESS_KEY", credentials.name, credentials.secret_access_key_key),
+    ]
 
 
 def worker_pod_spec(

@@ -8,9 +8,9 @@ from typing import Any
 from headwater_worker.ingest.config import CONFIG_ENV, CREDENTIALS_DIR_ENV, DATABASE_URL_ENV, IngestConfig
 
 from .. import naming
-from ..api.connector import ConnectorSpec
+from ..api.connector import ConnectorSpec, FileSource
 from ..config import OperatorConfig
-from .common import Owner, secret_env, service_account, worker_pod_spec
+from .common import Owner, s3_credentials_env, s3_location, secret_env, service_account, worker_pod_spec
 
 COMPONENT = "ingest"
 DATA_MOUNT = "/var/lib/headwater/ingest"
@@ -79,6 +79,33 @@ def _in_volume(path: str) -> str:
     return f"{DATA_MOUNT}/{path}".rstrip("/")
 
 
+def _file_config(source: FileSource) -> dict[str, Any]:
+    """Where files arrive and where they go: folders of the mounted volume, or prefixes of the bucket (its
+    credentials come as environment variables, never here)."""
+    settings: dict[str, Any] = {
+        "include": list(source.include),
+        "stableSeconds": source.stable_seconds,
+        "watch": source.watch,
+        "pollSeconds": source.poll_seconds,
+    }
+    if source.s3 is not None:
+        settings["s3"] = {
+            **s3_location(source.s3),
+            "processedPrefix": source.processed_path,
+            "rejectedPrefix": source.rejected_path,
+        }
+        return settings
+    assert source.volume is not None
+    settings.update(
+        {
+            "path": _in_volume(source.volume.path),
+            "processedPath": _in_volume(source.processed_path),
+            "rejectedPath": _in_volume(source.rejected_path),
+        }
+    )
+    return settings
+
+
 def worker_config(owner: Owner, spec: ConnectorSpec) -> IngestConfig:
     mapping: dict[str, str]
     if spec.mapping.name is not None:
@@ -95,19 +122,7 @@ def worker_config(owner: Owner, spec: ConnectorSpec) -> IngestConfig:
         "lookbackDays": spec.lookback_days,
     }
     if spec.file is not None:
-        if spec.file.volume is None:
-            raise InvalidSpecError(
-                "UnsupportedSource", "file.s3: this version ingests files from a volume only; use file.volume"
-            )
-        body["file"] = {
-            "path": _in_volume(spec.file.volume.path),
-            "include": list(spec.file.include),
-            "processedPath": _in_volume(spec.file.processed_path),
-            "rejectedPath": _in_volume(spec.file.rejected_path),
-            "stableSeconds": spec.file.stable_seconds,
-            "watch": spec.file.watch,
-            "pollSeconds": spec.file.poll_seconds,
-        }
+        body["file"] = _file_config(spec.file)
     if spec.http is not None:
         http = spec.http
         settings = {
@@ -135,6 +150,8 @@ def pod_spec(
     if spec.file is not None and spec.file.volume is not None:
         volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": spec.file.volume.claim_name}})
         mounts.append({"name": "data", "mountPath": DATA_MOUNT})
+    if spec.file is not None and spec.file.s3 is not None:
+        env.extend(s3_credentials_env(spec.file.s3))
     if spec.mapping.config_map_ref is not None:
         ref = spec.mapping.config_map_ref
         volumes.append(

@@ -9,7 +9,7 @@ from headwater_worker.export.config import ExportConfig
 from .. import naming
 from ..api.exportjob import ExportJobSpec
 from ..config import OperatorConfig
-from .common import Owner, secret_env, service_account, worker_pod_spec
+from .common import Owner, s3_credentials_env, s3_location, secret_env, service_account, worker_pod_spec
 
 COMPONENT = "export"
 TASKS_DIR = "/etc/headwater/export-tasks"
@@ -29,16 +29,7 @@ def cronjob_name(owner: Owner) -> str:
 def worker_config(owner: Owner, spec: ExportJobSpec) -> ExportConfig:
     destination: dict[str, Any]
     if spec.destination.s3 is not None:
-        s3 = spec.destination.s3
-        destination = {
-            "s3": {
-                "bucket": s3.bucket,
-                "prefix": s3.prefix,
-                "endpoint": s3.endpoint,
-                "region": s3.region,
-                "forcePathStyle": s3.force_path_style,
-            }
-        }
+        destination = {"s3": s3_location(spec.destination.s3)}
     else:
         assert spec.destination.volume is not None
         volume = spec.destination.volume
@@ -73,11 +64,8 @@ def pod_spec(owner: Owner, spec: ExportJobSpec, config: OperatorConfig) -> dict[
     ]
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
-    s3 = spec.destination.s3
-    if s3 is not None and s3.credentials_secret_ref is not None:
-        credentials = s3.credentials_secret_ref
-        env.append(secret_env("AWS_ACCESS_KEY_ID", credentials.name, credentials.access_key_id_key))
-        env.append(secret_env("AWS_SECRET_ACCESS_KEY", credentials.name, credentials.secret_access_key_key))
+    if spec.destination.s3 is not None:
+        env.extend(s3_credentials_env(spec.destination.s3))
     if spec.destination.volume is not None:
         volumes.append(
             {

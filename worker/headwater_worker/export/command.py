@@ -22,7 +22,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from .. import logs
+from .. import logs, s3
 from ..logs import fields, redact
 from .config import CONFIG_ENV, DATABASE_URL_ENV, ErrorInfo, ExportConfig, FailureReason, TaskResult
 from .errors import ConfigurationError, ExportError, Terminated
@@ -31,8 +31,6 @@ from .runner import TaskOutcome, run_tasks
 from .tasks import resolve_tasks
 
 log = logging.getLogger("headwater_worker.export")
-
-SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +75,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     logs.setup()
-    for name in SECRET_ENV:
-        redact.add(env.get(name))
+    s3.redact_credentials(env)
     redact.add_dsn(env.get(DATABASE_URL_ENV))
     previous = {
         signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGINT)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
+from ..s3 import S3Location
 from ..termination import DEFAULT_TERMINATION_LOG, TERMINATION_LOG_ENV, TERMINATION_MESSAGE_LIMIT
 
 CONFIG_ENV = "HEADWATER_EXPORT_CONFIG"
@@ -41,14 +42,6 @@ def delete_key(task: str) -> str:
     return f"{task}{DELETE_SUFFIX}"
 
 
-def _url_text(value: object) -> object:
-    """Accept URL objects (pydantic's HttpUrl, as the operator's models hold) as their text, without the
-    trailing slash such objects add."""
-    if value is None or isinstance(value, str):
-        return value
-    return str(value).rstrip("/")
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
@@ -65,28 +58,10 @@ class ExportTaskSpec(_Model):
     delete: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)] | None = None
 
 
-class S3DestinationSpec(_Model):
-    bucket: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]
-    prefix: str = Field(
-        default="", description="folder inside the bucket; no leading or trailing slash needed"
-    )
-    endpoint: (
-        Annotated[str, BeforeValidator(_url_text), StringConstraints(pattern=r"^https?://\S+$")] | None
-    ) = Field(
-        default=None,
-        description="S3 protocol endpoint (MinIO, Ceph, ...), addressed path-style; AWS when absent",
-    )
-    region: str = "us-east-1"
-    force_path_style: bool = Field(
-        default=False, description="address objects as `<endpoint>/<bucket>/<key>` (MinIO, Ceph, ...)"
-    )
-    part_size_mib: int = Field(default=8, ge=5, le=1024, alias="partSizeMiB")
+class S3DestinationSpec(S3Location):
+    """A key prefix of a bucket; files go up in parts of `partSizeMiB`."""
 
-    @property
-    def folder(self) -> str:
-        """The prefix as a key folder: `a/b/` (or empty)."""
-        stripped = self.prefix.strip("/")
-        return f"{stripped}/" if stripped else ""
+    part_size_mib: int = Field(default=8, ge=5, le=1024, alias="partSizeMiB")
 
 
 class VolumeDestinationSpec(_Model):

@@ -23,8 +23,9 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
+from .. import s3
 from ..logs import fields
 from .config import DestinationSpec, FailureReason, S3DestinationSpec, VolumeDestinationSpec
 from .errors import ExportError
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 VOLUME_CHUNK_SIZE = 1 * MIB
-S3_MAX_ATTEMPTS = 5  # botocore's standard mode: exponential backoff with jitter between attempts
 CONTENT_TYPE = "application/gzip"
 
 
@@ -100,43 +100,8 @@ def open_destination(spec: DestinationSpec, *, metadata: dict[str, str] | None =
 # -- S3 -------------------------------------------------------------------------------------------------
 
 
-def s3_client(spec: S3DestinationSpec) -> S3Client:
-    # botocore's own session: what boto3.client() would build, without importing boto3's transfer manager
-    # and resources (some 50 ms at every start, for nothing the worker uses).
-    import botocore.session
-    from botocore.config import Config
-
-    options: dict[str, Any] = {
-        "retries": {"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
-        "connect_timeout": 5,
-        "read_timeout": 120,
-    }
-    if spec.force_path_style:
-        options["s3"] = {"addressing_style": "path"}
-    client = botocore.session.get_session().create_client(
-        "s3", endpoint_url=spec.endpoint, region_name=spec.region, config=Config(**options)
-    )
-    return cast("S3Client", client)
-
-
-@contextlib.contextmanager
-def _s3_errors(action: str) -> Iterator[None]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        yield
-    except (BotoCoreError, ClientError) as error:
-        raise ExportError(FailureReason.DESTINATION_UNAVAILABLE, f"S3 {action} failed: {error}") from error
-
-
-def _is_not_found(error: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    if not isinstance(error, ClientError):
-        return False
-    code = str(error.response.get("Error", {}).get("Code", ""))
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in ("404", "NoSuchKey", "NotFound") or status == 404
+def _s3_errors(action: str) -> contextlib.AbstractContextManager[None]:
+    return s3.failures(action, lambda message, _: ExportError(FailureReason.DESTINATION_UNAVAILABLE, message))
 
 
 class S3Destination(Destination):
@@ -152,7 +117,7 @@ class S3Destination(Destination):
         self.folder = spec.folder
         self.chunk_size = spec.part_size_mib * MIB
         self.metadata = metadata or {}
-        self.client = client if client is not None else s3_client(spec)
+        self.client = client if client is not None else s3.client(spec)
 
     def key(self, name: str) -> str:
         return f"{self.folder}{name}"
@@ -167,23 +132,15 @@ class S3Destination(Destination):
             try:
                 self.client.head_bucket(Bucket=self.bucket)
             except ClientError as error:
-                if _is_not_found(error):
+                if s3.is_not_found(error):
                     raise ExportError(
                         FailureReason.DESTINATION_UNAVAILABLE, f"bucket {self.bucket} does not exist"
                     ) from error
                 raise
 
     def exists(self, name: str) -> bool:
-        from botocore.exceptions import ClientError
-
         with _s3_errors(f"HeadObject {self.key(name)}"):
-            try:
-                self.client.head_object(Bucket=self.bucket, Key=self.key(name))
-            except ClientError as error:
-                if _is_not_found(error):
-                    return False
-                raise
-        return True
+            return s3.exists(self.client, self.bucket, self.key(name))
 
     def open(self, name: str) -> Upload:
         return S3Upload(self, name)

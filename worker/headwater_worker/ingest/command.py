@@ -9,6 +9,9 @@ Environment:
   DATABASE_URL               the database DSN (from a Secret)
   HEADWATER_CREDENTIALS_DIR  the source's credentials, one file per Secret key
                              (default /var/run/headwater/credentials)
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                             an S3 file source's access key pair (from a Secret); absent, the pod's
+                             ambient credentials
   HEADWATER_MAPPINGS_DIR     where shipped mappings are (default: the image's /opt/headwater/mappings)
   HEADWATER_TERMINATION_LOG  where to write the summary (default /dev/termination-log when it exists)
 
@@ -29,7 +32,7 @@ from types import FrameType
 
 from pydantic import ValidationError
 
-from .. import logs
+from .. import logs, s3
 from ..logs import fields, redact
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
 from .config import (
@@ -98,6 +101,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     logs.setup()
+    s3.redact_credentials(env)
     redact.add_dsn(env.get(DATABASE_URL_ENV))
     previous = {
         signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGINT)

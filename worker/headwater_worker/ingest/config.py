@@ -2,8 +2,9 @@
 
 The operator builds an `IngestConfig` from a Connector's spec and hands it to the worker as JSON in
 `HEADWATER_INGEST_CONFIG` (`IngestConfig.to_env()`). Secrets never travel in it: the database DSN arrives
-as `DATABASE_URL` (from a Secret) and the source's credentials as files of a Secret volume, one file per
-key, in `HEADWATER_CREDENTIALS_DIR`.
+as `DATABASE_URL` (from a Secret), an API source's credentials as files of a Secret volume, one file per
+key, in `HEADWATER_CREDENTIALS_DIR`, and an S3 file source's as `AWS_ACCESS_KEY_ID` /
+`AWS_SECRET_ACCESS_KEY` (from a Secret).
 
 The worker reports what it did in the container's termination message, an `IngestSummary` (JSON), which
 the operator parses with the same model. Models only (no I/O), so that both sides import it cheaply.
@@ -16,6 +17,8 @@ from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
+
+from ..s3 import S3Location, key_folder
 
 CONFIG_ENV = "HEADWATER_INGEST_CONFIG"
 DATABASE_URL_ENV = "DATABASE_URL"
@@ -30,14 +33,43 @@ class _Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class S3FileConfig(S3Location):
+    """The key prefix where objects arrive; loaded and refused ones move to other prefixes of the bucket."""
+
+    processed_prefix: str = Field(min_length=1, description="relative to the bucket's root")
+    rejected_prefix: str = Field(min_length=1, description="relative to the bucket's root")
+
+    @property
+    def processed_folder(self) -> str:
+        return key_folder(self.processed_prefix)
+
+    @property
+    def rejected_folder(self) -> str:
+        return key_folder(self.rejected_prefix)
+
+
 class FileConfig(_Model):
-    path: AbsolutePath = Field(description="the folder where files arrive")
+    """Exactly one source: a volume folder (`path`, `processedPath`, `rejectedPath`) or `s3`."""
+
+    path: AbsolutePath | None = Field(default=None, description="the folder where files arrive")
+    s3: S3FileConfig | None = None
     include: list[str] = Field(default_factory=lambda: ["*.csv", "*.xlsx", "*.xls"], min_length=1)
-    processed_path: AbsolutePath
-    rejected_path: AbsolutePath
-    stable_seconds: int = Field(default=3, ge=0)
+    processed_path: AbsolutePath | None = None
+    rejected_path: AbsolutePath | None = None
+    stable_seconds: int = Field(
+        default=3, ge=0, description="volume only: S3 objects appear whole, never half-written"
+    )
     watch: bool = False
     poll_seconds: int = Field(default=5, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        folders = (self.path, self.processed_path, self.rejected_path)
+        if self.s3 is None and None in folders:
+            raise ValueError("a volume source needs `path`, `processedPath` and `rejectedPath`")
+        if self.s3 is not None and folders != (None, None, None):
+            raise ValueError("`s3` goes without `path`, `processedPath` and `rejectedPath`")
+        return self
 
 
 class HttpAuthConfig(_Model):
