@@ -12,6 +12,9 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 FIELD_MANAGER = "headwater-operator"
+# Handlers run in this many threads; the client keeps as many connections open, so that no thread has to
+# open (and TLS-handshake) a connection of its own for every request when all of them are busy.
+HANDLER_THREADS = 16
 
 
 @functools.cache
@@ -21,7 +24,9 @@ def api_client() -> ApiClient:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    return ApiClient()
+    configuration = kubernetes.client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = HANDLER_THREADS
+    return ApiClient(configuration)
 
 
 @functools.cache
@@ -64,22 +69,14 @@ def delete_if_present(api_version: str, kind: str, namespace: str, name: str) ->
     return True
 
 
-def get_custom(group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found = cast(
-            dict[str, Any], custom().get_namespaced_custom_object(group, version, namespace, plural, name)
-        )
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    return found
-
-
 def patch_status(
     group: str, version: str, plural: str, namespace: str, name: str, status: Mapping[str, Any]
-) -> None:
-    """Merge-patch `.status` through the status subresource; the operator never writes `spec`."""
-    custom().patch_namespaced_custom_object_status(
-        group, version, namespace, plural, name, {"status": dict(status)}
+) -> dict[str, Any]:
+    """Merge-patch `.status` through the status subresource (the operator never writes `spec`); returns
+    the object as stored."""
+    return cast(
+        dict[str, Any],
+        custom().patch_namespaced_custom_object_status(
+            group, version, namespace, plural, name, {"status": dict(status)}
+        ),
     )

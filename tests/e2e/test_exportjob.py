@@ -248,6 +248,10 @@ def test_reapplying_and_restarting_change_nothing(setup: ExportSetup, operator: 
     assert after["metadata"]["generation"] == 1
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"] == status_before, "a second reconcile rewrites no status (transition times kept)"
+    bookkeeping = [
+        key for key in after["metadata"].get("annotations") or {} if key.startswith("headwater.dev/")
+    ]
+    assert bookkeeping == [], "handling a change costs no write of the operator's own to the resource"
 
 
 def test_operator_killed_mid_reconcile_converges_without_duplicates(

@@ -6,13 +6,14 @@ server on every event: the same information an informer cache gives a Go control
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import kopf
 
 from ..naming import GROUP
+from .owners import newer
 
 MANAGED = {"app.kubernetes.io/managed-by": "headwater-operator"}
 # (namespace, owner label key, owner name): the owner label is `headwater.dev/<kind>=<name>`.
@@ -96,3 +97,20 @@ class OwnedChildren:
     cronjobs: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
     pods: list[dict[str, Any]]
+
+    def with_applied(self, applied: Sequence[Mapping[str, Any]]) -> OwnedChildren:
+        """These children updated with objects just applied, which the watch may not have delivered yet:
+        a reconcile can then report on its Job at once instead of waiting for the Job's first event."""
+        fields = {"Job": "jobs", "CronJob": "cronjobs", "Deployment": "deployments"}
+        updated = self
+        for manifest in applied:
+            field = fields.get(str(manifest.get("kind")))
+            if field is None:
+                continue
+            name = manifest["metadata"]["name"]
+            known: list[dict[str, Any]] = getattr(updated, field)
+            same = [child for child in known if child["metadata"]["name"] == name]
+            fresh = dict(newer(same[0], manifest)) if same else dict(manifest)
+            others = [child for child in known if child["metadata"]["name"] != name]
+            updated = replace(updated, **{field: [*others, fresh]})
+        return updated

@@ -13,6 +13,7 @@ import kopf
 from .. import conditions, kube
 from ..api.common import GROUP, VERSION
 from ..conditions import Outcome
+from .owners import WRITTEN
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -30,14 +31,21 @@ def refresh_lock(plural: str, namespace: str, name: str) -> threading.Lock:
 Derive = Callable[[Mapping[str, Any]], tuple[Outcome, Mapping[str, Any]]]
 
 
-def refresh(plural: str, namespace: str, name: str, derive: Derive) -> None:
-    """Read the resource, derive its status from what its children say, and write it if it changed."""
-    with refresh_lock(plural, namespace, name):
-        body = kube.get_custom(GROUP, VERSION, plural, namespace, name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
+def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None:
+    """Derive the resource's status from what its children say, and write it if it changed.
+
+    `body` is the resource as a handler or the owners' index last saw it (None: it is gone); the status
+    this process wrote since is taken into account.
+    """
+    if body is None:
+        return
+    meta = body["metadata"]
+    with refresh_lock(plural, meta["namespace"], meta["name"]):
+        current = WRITTEN.freshest(body)
+        if current["metadata"].get("deletionTimestamp"):
             return
-        outcome, extra = derive(body)
-        write_status(plural, body, outcome, extra)
+        outcome, extra = derive(current)
+        write_status(plural, current, outcome, extra)
 
 
 def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:
@@ -47,7 +55,7 @@ def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: 
     patch = conditions.status_patch(previous, outcome, int(meta.get("generation") or 1), extra)
     if all(previous.get(key) == value for key, value in patch.items()):
         return
-    kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch)
+    WRITTEN.record(kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch))
     if conditions.transitioned(previous, outcome):
         kopf.event(
             kopf.Body(cast(kopf.RawBody, body)),

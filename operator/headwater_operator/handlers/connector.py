@@ -17,8 +17,9 @@ from ..config import OperatorConfig
 from ..naming import label_key
 from ..status import connector as observe
 from . import common
-from .children import ChildIndexes
-from .common import Logger, refresh_lock, worth_a_refresh, write_status
+from .children import ChildIndexes, OwnedChildren
+from .common import Logger, worth_a_refresh
+from .owners import trimmed, watched
 
 PLURAL = "connectors"
 KIND = "Connector"
@@ -39,15 +40,16 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -
     except build.InvalidSpecError as invalid:
         # Nothing can run as asked: say so, and stop what an earlier spec started.
         retire_stale_children(owner, indexes, logger, keep=None)
-        with refresh_lock(PLURAL, owner.namespace, owner.name):
-            write_status(PLURAL, body, Outcome.stalled("Stalled", invalid.reason, invalid.message), {})
+        stalled = Outcome.stalled("Stalled", invalid.reason, invalid.message)
+        common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
         logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
         return
-    for child in children:
-        kube.apply(child)
+    applied = [kube.apply(child) for child in children]
     keep = "Deployment" if build.watches(parsed) else "CronJob"
     retire_stale_children(owner, indexes, logger, keep=keep)
-    refresh(owner.namespace, owner.name, indexes)
+    common.refresh(
+        PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
+    )
     logger.info("reconciled Connector %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
@@ -63,15 +65,13 @@ def retire_stale_children(owner: Owner, indexes: ChildIndexes, logger: Logger, *
             logger.info("deleted %s %s: the connector no longer runs that way", kind, name)
 
 
-def refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    """Patch the Connector's status if what its children say has changed."""
-    common.refresh(PLURAL, namespace, name, lambda body: derive(body, indexes))
+def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
+    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
 
 
-def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dict[str, Any]]:
+def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = ConnectorSpec.model_validate(body["spec"])
-    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
     watching = build.watches(spec)
     found = children.deployments if watching else children.cronjobs
     workload = next((w for w in found if w["metadata"]["name"] == build.workload_name(owner)), None)
@@ -84,5 +84,8 @@ def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dic
 @kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
 def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    if namespace and worth_a_refresh(body):
-        refresh(namespace, labels[OWNER_LABEL], ChildIndexes.of(kwargs))
+    if not namespace or not worth_a_refresh(body):
+        return
+    indexes = ChildIndexes.of(kwargs)
+    current = watched(kwargs["headwater_connectors"], namespace, labels[OWNER_LABEL])
+    common.refresh(PLURAL, current, lambda body: derive(body, owned(indexes, Owner.of(KIND, body))))

@@ -17,8 +17,9 @@ from ..config import OperatorConfig
 from ..naming import label_key
 from ..status import exportjob as observe
 from . import common
-from .children import ChildIndexes
+from .children import ChildIndexes, OwnedChildren
 from .common import Logger, worth_a_refresh
+from .owners import trimmed, watched
 
 PLURAL = "exportjobs"
 KIND = "ExportJob"
@@ -26,31 +27,20 @@ OWNER_LABEL = label_key(KIND)
 CONFIG = OperatorConfig.from_env()
 
 
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@metrics.measured(KIND)
-def create(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
-    # A new ExportJob has no children of an earlier spec to retire.
-    reconcile(body, spec, logger, ChildIndexes.of(kwargs), retire=False)
-
-
 @kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @metrics.measured(KIND)
-def update(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
-    reconcile(body, spec, logger, ChildIndexes.of(kwargs), retire=True)
-
-
-def reconcile(
-    body: kopf.Body, spec: kopf.Spec, logger: Logger, indexes: ChildIndexes, *, retire: bool
-) -> None:
+def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
+    indexes = ChildIndexes.of(kwargs)
     owner = Owner.of(KIND, body)
     parsed = ExportJobSpec.model_validate(dict(spec))
     children = build.children(owner, parsed, CONFIG)
-    for child in children:
-        kube.apply(child)
-    if retire:
-        retire_stale_children(owner, parsed, indexes, logger)
-    refresh(owner.namespace, owner.name, indexes)
+    applied = [kube.apply(child) for child in children]
+    retire_stale_children(owner, parsed, indexes, logger)
+    common.refresh(
+        PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
+    )
     logger.info("reconciled ExportJob %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
@@ -79,15 +69,13 @@ def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndex
             logger.info("deleted unfinished Job %s of an earlier spec", name)
 
 
-def refresh(namespace: str, name: str, indexes: ChildIndexes) -> None:
-    """Patch the ExportJob's status if what its children say has changed."""
-    common.refresh(PLURAL, namespace, name, lambda body: derive(body, indexes))
+def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
+    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
 
 
-def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dict[str, Any]]:
+def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = ExportJobSpec.model_validate(body["spec"])
-    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
     cronjob = next((c for c in children.cronjobs if c["metadata"]["name"] == build.cronjob_name(owner)), None)
     return observe.derive(owner, spec, cronjob, children.jobs, children.pods)
 
@@ -96,5 +84,8 @@ def derive(body: Mapping[str, Any], indexes: ChildIndexes) -> tuple[Outcome, dic
 @kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
 def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    if namespace and worth_a_refresh(body):
-        refresh(namespace, labels[OWNER_LABEL], ChildIndexes.of(kwargs))
+    if not namespace or not worth_a_refresh(body):
+        return
+    indexes = ChildIndexes.of(kwargs)
+    current = watched(kwargs["headwater_exportjobs"], namespace, labels[OWNER_LABEL])
+    common.refresh(PLURAL, current, lambda body: derive(body, owned(indexes, Owner.of(KIND, body))))

@@ -1,0 +1,69 @@
+"""Where kopf keeps its bookkeeping: in this process, not on the resources.
+
+kopf's default stores, per object, the last spec it handled and each handler's progress in annotations.
+That costs one more write to every resource for every change handled (and the write comes back as one more
+watch event), which at hundreds of resources a second is most of the operator's load on the API server.
+
+Nothing is lost by keeping them in memory. Reconciling is idempotent (server-side apply, a status derived
+from what exists), so a new process that knows nothing treats every object as new and reconciles it once,
+which is what resuming would do; a retry in progress starts again from its first attempt. Both stores are
+bounded: an object forgotten is reconciled again at its next event, which changes nothing.
+"""
+
+from __future__ import annotations
+
+import kopf
+
+from ..api.common import GROUP
+from ..bounded import BoundedMap
+
+
+class LastHandledInMemory(kopf.DiffBaseStorage):
+    """The last spec handled per object (kopf's "diff base"), by object uid."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        super().__init__()
+        self._essences: BoundedMap[str, kopf.BodyEssence] = BoundedMap(capacity)
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return self._essences.get(body.metadata.uid or "")
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if body.metadata.uid:
+            self._essences.put(body.metadata.uid, essence)
+
+
+class ProgressInMemory(kopf.ProgressStorage):
+    """Each handler's progress per object (attempts, delays), by object uid and handler id.
+
+    Only the "touch" stays an annotation: after a delay kopf wakes an object up by changing it, which
+    needs a real write to produce a watch event.
+    """
+
+    TOUCH_ANNOTATION = f"{GROUP}/touch"
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        super().__init__()
+        self._records: BoundedMap[tuple[str, str], kopf.ProgressRecord] = BoundedMap(capacity)
+
+    def fetch(self, *, key: kopf.HandlerId, body: kopf.Body) -> kopf.ProgressRecord | None:
+        return self._records.get((body.metadata.uid or "", key))
+
+    def store(
+        self, *, key: kopf.HandlerId, record: kopf.ProgressRecord, body: kopf.Body, patch: kopf.Patch
+    ) -> None:
+        if body.metadata.uid:
+            self._records.put((body.metadata.uid, key), record)
+
+    def purge(self, *, key: kopf.HandlerId, body: kopf.Body, patch: kopf.Patch) -> None:
+        self._records.pop((body.metadata.uid or "", key))
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        if body.metadata.annotations.get(self.TOUCH_ANNOTATION) != value:
+            patch.metadata.annotations[self.TOUCH_ANNOTATION] = value
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        essence = super().clear(essence=essence)
+        self.remove_annotations(essence, {self.TOUCH_ANNOTATION})
+        self.remove_empty_stanzas(essence)
+        return essence
