@@ -67,6 +67,24 @@ class Setup:
             message=lambda: f"connector {name}: {what}; status {json.dumps(self.status(name))}",
         )
 
+    def allowed(self, user: str, verb: str, connector: str, subresource: str = "") -> bool:
+        """Whether the API server's authorizer lets `user` do `verb` on a Connector of this namespace."""
+        attributes = {
+            "namespace": self.namespace,
+            "group": "headwater.dev",
+            "resource": "connectors",
+            "subresource": subresource,
+            "name": connector,
+            "verb": verb,
+        }
+        review = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": user, "resourceAttributes": attributes},
+        }
+        answer = json.loads(self.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(review)))
+        return bool(answer["status"]["allowed"])
+
     def scalar(self, statement: str, *params: Any) -> Any:
         with psycopg.connect(self.dsn) as conn:
             row = conn.execute(statement, params).fetchone()
@@ -223,7 +241,30 @@ def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
     )
     assert (setup.claim_folder("landing") / "processed" / "march.csv").exists()
 
-    # Suspending scales the watcher to zero.
+    # The watcher never terminates: it writes its figures into the status itself, after each load.
+    status = setup.wait_status(
+        "watcher",
+        lambda s: (s.get("rowsLoaded"), s.get("batches")) == (24, 1),
+        timeout=60,
+        what="the watcher never wrote its figures",
+    )
+    assert status["rowsLoaded"] == setup.scalar("SELECT count(*) FROM fact_energy_hourly")
+    assert status["batches"] == setup.scalar("SELECT count(*) FROM ingest_batch WHERE status = 'loaded'")
+    assert status["lastLoadTime"]
+    assert status["phase"] == "Watching", "the phase stays the operator's"
+    connector = setup.kubectl.get_json("connector", "watcher", "--show-managed-fields")
+    managers = {(f["manager"], f.get("subresource")) for f in connector["metadata"]["managedFields"]}
+    assert ("headwater-worker", "status") in managers
+
+    # With a token that may patch this Connector's status, and nothing else.
+    worker = f"system:serviceaccount:{setup.namespace}:watcher-worker"
+    assert setup.kubectl.get_json("role", "watcher-status-writer")["rules"][0]["resourceNames"] == ["watcher"]
+    assert setup.allowed(worker, "patch", "watcher", "status")
+    assert not setup.allowed(worker, "patch", "another", "status")
+    assert not setup.allowed(worker, "patch", "watcher")
+    assert not setup.allowed(worker, "list", "")
+
+    # Suspending scales the watcher to zero; the operator's status writes keep the worker's figures.
     manifest = setup.connector("watcher", suspend=True, **file_spec(watch=True, pollSeconds=1))
     setup.kubectl.apply(manifest)
     poll(
@@ -231,6 +272,23 @@ def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
         timeout=30,
         message="not scaled to zero",
     )
+    status = setup.wait_status(
+        "watcher", lambda s: s.get("reason") == "Suspended", timeout=30, what="not reported suspended"
+    )
+    assert (status["rowsLoaded"], status["batches"]) == (24, 1)
+
+    # Once it no longer watches, its grant goes with its Deployment.
+    setup.kubectl.apply(setup.connector("watcher", schedule="0 0 1 1 *", **file_spec()))
+    poll(
+        lambda: (
+            not any(
+                setup.kubectl.get_json(kind)["items"] for kind in ("deployments", "roles", "rolebindings")
+            )
+        ),
+        timeout=30,
+        message="the watcher's Deployment, Role or RoleBinding was not deleted",
+    )
+    assert not setup.allowed(worker, "patch", "watcher", "status")
 
 
 def test_an_interval_without_an_exact_cron_stalls_clearly(setup: Setup) -> None:

@@ -1,5 +1,6 @@
 """The operator does its whole job with the Helm chart's RBAC and nothing more: it runs here with a token
-of the chart's ServiceAccount, exports end to end, and is refused everything it should not need."""
+of the chart's ServiceAccount, exports end to end, grants a watching Connector's worker its status (no
+`escalate` needed: it holds that permission itself), and is refused everything it should not need."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ from tests.fixtures.operator import OperatorProcess
 from tests.integration.test_helm_chart import Clients, Release, install, uninstall
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres, pytest.mark.s3]
+
+WATCHER = {
+    "apiVersion": "headwater.dev/v1alpha1",
+    "kind": "Connector",
+    "metadata": {"name": "watcher"},
+    "spec": {
+        "type": "file",
+        "mapping": {"name": "energy_hourly"},
+        "database": {"secretRef": {"name": "db"}},
+        "file": {"volume": {"claimName": "landing", "path": "incoming"}, "watch": True},
+    },
+}
 
 
 @pytest.fixture
@@ -58,9 +71,13 @@ def test_operator_exports_end_to_end_under_the_charts_service_account(
     operator.stop()  # the session's operator runs as cluster admin: it must not help
     try:
         chart_operator.start()
-        setup.kubectl.apply(setup.manifest("under-rbac"))
+        setup.kubectl.apply([setup.manifest("under-rbac"), WATCHER])
         setup.kubectl.wait("exportjob/under-rbac", "condition=Ready", timeout=120)
         assert setup.status("under-rbac")["tasks"][0]["rows"] == ROWS
+        setup.kubectl.wait("connector/watcher", "condition=Ready", timeout=120)
+        role = setup.kubectl.get_json("role", "watcher-status-writer")
+        assert role["rules"][0]["resources"] == ["connectors/status"]
+        setup.kubectl.get_json("rolebinding", "watcher-status-writer")
         log = chart_operator.log()
         assert "Forbidden" not in log
         assert " 403" not in log

@@ -266,6 +266,8 @@ ALLOWED = [
     ("list", "pods"),
     ("create", "deployments.apps"),
     ("delete", "deployments.apps"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("delete", "rolebindings.rbac.authorization.k8s.io"),
 ]
 DENIED = [
     ("get", "secrets"),
@@ -277,8 +279,8 @@ DENIED = [
     ("create", "exportjobs.headwater.dev"),
     ("update", "deployments.apps"),
     ("create", "statefulsets.apps"),
-    ("create", "roles.rbac.authorization.k8s.io"),
-    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("bind", "roles.rbac.authorization.k8s.io"),
 ]
 DENIED_CLUSTER_WIDE = [
     ("list", "secrets", "--all-namespaces"),

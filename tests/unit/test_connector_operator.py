@@ -9,9 +9,10 @@ import pytest
 from headwater_operator.api.connector import ConnectorSpec
 from headwater_operator.builders import connector as build
 from headwater_operator.builders.common import Owner
+from headwater_operator.conditions import status_patch
 from headwater_operator.config import OperatorConfig
 from headwater_operator.status import connector as observe
-from headwater_worker.ingest.config import IngestConfig
+from headwater_worker.ingest.config import STATUS_FIGURES, IngestConfig
 
 OWNER = Owner("Connector", "farm", "team-a", "uid-1", 2)
 CONFIG = OperatorConfig(worker_image="worker:test")
@@ -27,6 +28,11 @@ def spec(**fields: Any) -> ConnectorSpec:
     }
     body.update(fields)
     return ConnectorSpec.model_validate(body)
+
+
+def of_kind(children: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [child] = [c for c in children if c["kind"] == kind]
+    return child
 
 
 def env_of(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -91,8 +97,7 @@ def test_a_scheduled_file_connector_is_a_cronjob_with_its_volume_and_config() ->
 
 def test_a_watching_file_connector_is_a_single_replica_deployment() -> None:
     watching = spec(interval=None, file={"volume": {"claimName": "landing"}, "watch": True, "pollSeconds": 2})
-    _, deployment = build.children(OWNER, watching, CONFIG)
-    assert deployment["kind"] == "Deployment"
+    deployment = of_kind(build.children(OWNER, watching, CONFIG), "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert deployment["spec"]["template"]["spec"]["restartPolicy"] == "Always"
@@ -103,7 +108,46 @@ def test_a_watching_file_connector_is_a_single_replica_deployment() -> None:
     assert config.file.watch
     assert config.file.poll_seconds == 2
     suspended = spec(interval=None, suspend=True, file={"volume": {"claimName": "landing"}, "watch": True})
-    assert build.children(OWNER, suspended, CONFIG)[1]["spec"]["replicas"] == 0
+    assert of_kind(build.children(OWNER, suspended, CONFIG), "Deployment")["spec"]["replicas"] == 0
+
+
+def test_only_a_watcher_gets_a_token_and_a_role_to_write_its_own_status() -> None:
+    scheduled = build.children(OWNER, spec(), CONFIG)
+    assert [child["kind"] for child in scheduled] == ["ServiceAccount", "CronJob"]
+    pod = scheduled[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+
+    watching = build.children(
+        OWNER, spec(interval=None, file={"volume": {"claimName": "x"}, "watch": True}), CONFIG
+    )
+    assert [child["kind"] for child in watching] == ["ServiceAccount", "Role", "RoleBinding", "Deployment"]
+    account, role, binding, deployment = watching
+    assert account["automountServiceAccountToken"] is False, "only the watcher's pod asks for the token"
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is True
+    assert role["rules"] == [
+        {
+            "apiGroups": ["headwater.dev"],
+            "resources": ["connectors/status"],
+            "resourceNames": ["farm"],
+            "verbs": ["get", "patch"],
+        }
+    ]
+    for grant in (role, binding):
+        assert grant["metadata"]["name"] == "farm-status-writer"
+        assert grant["metadata"]["namespace"] == "team-a"
+        assert grant["metadata"]["ownerReferences"] == [OWNER.reference()]
+        assert grant["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "headwater-operator"
+        assert grant["metadata"]["labels"]["headwater.dev/connector"] == "farm"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "farm-status-writer",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": pod["serviceAccountName"], "namespace": "team-a"}
+    ]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
 
 
 def test_an_api_connector_gets_its_credentials_as_a_secret_volume() -> None:
@@ -176,7 +220,7 @@ def test_an_s3_file_source_hands_over_its_prefixes_and_takes_its_keys_from_the_s
 
 def test_an_s3_file_source_without_a_secret_uses_ambient_credentials() -> None:
     s3 = spec(interval=None, file={"s3": {"bucket": "landing"}, "watch": True})
-    _, deployment = build.children(OWNER, s3, CONFIG)
+    deployment = of_kind(build.children(OWNER, s3, CONFIG), "Deployment")
     env = env_of(deployment)
     assert "AWS_ACCESS_KEY_ID" not in env
     assert "AWS_SECRET_ACCESS_KEY" not in env
@@ -290,6 +334,15 @@ def test_a_watcher_is_ready_once_available() -> None:
     }
     outcome, _ = observe.derive(OWNER, watching, deployment, [], [blocked])
     assert (outcome.phase, outcome.reason) == ("Stalled", "SecretNotFound")
+
+
+def test_a_watchers_status_leaves_the_figures_to_its_worker() -> None:
+    watching = spec(interval=None, file={"volume": {"claimName": "landing"}, "watch": True})
+    deployment = {"metadata": {"name": "farm-ingest"}, "status": {"availableReplicas": 1}}
+    outcome, extra = observe.derive(OWNER, watching, deployment, [], [])
+    # The operator merge-patches only the keys it derives: the figures the worker wrote stay.
+    patch = status_patch({"rowsLoaded": 24, "lastLoadTime": "2026-01-01T10:00:00Z"}, outcome, 2, extra)
+    assert not set(patch) & {*STATUS_FIGURES, "lastLoadTime"}
 
 
 def test_malformed_figures_are_dropped() -> None:

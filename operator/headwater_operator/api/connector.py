@@ -295,6 +295,11 @@ class ConnectorStatus(Status):
     )
     last_run_time: datetime | None = Field(default=None, description="When the last run started.")
     last_successful_time: datetime | None = Field(default=None, description="When a run last succeeded.")
+    last_load_time: datetime | None = Field(
+        default=None,
+        description="A watching connector: when it last loaded or refused a file. Its worker writes this and "
+        "the figures below after each such load.",
+    )
     cursor: datetime | None = Field(
         default=None,
         description="Where the next API fetch starts: the oldest per-device cursor (API connector types).",

@@ -49,7 +49,8 @@ class Owner:
 
 
 def service_account(owner: Owner) -> dict[str, Any]:
-    """One ServiceAccount per resource; the worker needs no API access, so no token is mounted."""
+    """One ServiceAccount per resource. Most workers need no API access: a pod gets a token only when its
+    spec asks for one (`worker_pod_spec(automount_token=True)`)."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
@@ -97,11 +98,14 @@ def worker_pod_spec(
     volumes: Sequence[Mapping[str, Any]] = (),
     mounts: Sequence[Mapping[str, Any]] = (),
     restart_policy: str = "Never",
+    *,
+    automount_token: bool = False,
 ) -> dict[str, Any]:
-    """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard."""
+    """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard;
+    with `automount_token`, the ServiceAccount's token (for what its Role grants) is mounted."""
     spec: dict[str, Any] = {
         "serviceAccountName": service_account_name(owner),
-        "automountServiceAccountToken": False,
+        "automountServiceAccountToken": automount_token,
         "restartPolicy": restart_policy,
         "securityContext": security.pod_security_context(),
         "containers": [

@@ -1,5 +1,6 @@
 """The children of a Connector: a ServiceAccount, and a CronJob (scheduled runs) or a Deployment (a file
-connector watching its folder continuously)."""
+connector watching its folder continuously) with the Role and RoleBinding that let it write its figures
+into the Connector's status."""
 
 from __future__ import annotations
 
@@ -8,9 +9,18 @@ from typing import Any
 from headwater_worker.ingest.config import CONFIG_ENV, CREDENTIALS_DIR_ENV, DATABASE_URL_ENV, IngestConfig
 
 from .. import naming
-from ..api.connector import ConnectorSpec, FileSource
+from ..api.common import GROUP
+from ..api.connector import KIND, ConnectorSpec, FileSource
 from ..config import OperatorConfig
-from .common import Owner, s3_credentials_env, s3_location, secret_env, service_account, worker_pod_spec
+from .common import (
+    Owner,
+    s3_credentials_env,
+    s3_location,
+    secret_env,
+    service_account,
+    service_account_name,
+    worker_pod_spec,
+)
 
 COMPONENT = "ingest"
 DATA_MOUNT = "/var/lib/headwater/ingest"
@@ -18,6 +28,8 @@ MAPPING_DIR = "/etc/headwater/mapping"
 CREDENTIALS_DIR = "/var/run/headwater/credentials"
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix to its Jobs' names
 BACKOFF_LIMIT = 3
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 
 
 class InvalidSpecError(ValueError):
@@ -31,6 +43,11 @@ class InvalidSpecError(ValueError):
 
 def workload_name(owner: Owner) -> str:
     return naming.child_name(owner.name, COMPONENT, limit=CRONJOB_NAME_LIMIT)
+
+
+def status_writer_name(owner: Owner) -> str:
+    """The name of the Role and RoleBinding that let a watcher write its figures."""
+    return naming.child_name(owner.name, "status-writer")
 
 
 def watches(spec: ConnectorSpec) -> bool:
@@ -168,7 +185,16 @@ def pod_spec(
         mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
         env.append({"name": CREDENTIALS_DIR_ENV, "value": CREDENTIALS_DIR})
     return worker_pod_spec(
-        owner, config, ["ingest", "run"], env, volumes, mounts, restart_policy=restart_policy
+        owner,
+        config,
+        ["ingest", "run"],
+        env,
+        volumes,
+        mounts,
+        restart_policy=restart_policy,
+        # A watcher never terminates, so it has no termination message to report through: it writes its
+        # figures into the status itself, with the token of its ServiceAccount (see status_writer_role).
+        automount_token=watches(spec),
     )
 
 
@@ -220,7 +246,45 @@ def deployment(owner: Owner, spec: ConnectorSpec, config: OperatorConfig) -> dic
     }
 
 
+def status_writer_role(owner: Owner) -> dict[str, Any]:
+    """`get` and `patch` on this one Connector's status, nothing else: what a watcher needs to write its
+    figures. The operator can grant it without `escalate` because it holds the same permission."""
+    return {
+        "apiVersion": RBAC_API_VERSION,
+        "kind": "Role",
+        "metadata": owner.metadata(status_writer_name(owner), "worker"),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [f"{KIND.plural}/status"],
+                "resourceNames": [owner.name],
+                "verbs": ["get", "patch"],
+            }
+        ],
+    }
+
+
+def status_writer_binding(owner: Owner) -> dict[str, Any]:
+    name = status_writer_name(owner)
+    return {
+        "apiVersion": RBAC_API_VERSION,
+        "kind": "RoleBinding",
+        "metadata": owner.metadata(name, "worker"),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": service_account_name(owner), "namespace": owner.namespace}
+        ],
+    }
+
+
 def children(owner: Owner, spec: ConnectorSpec, config: OperatorConfig) -> list[dict[str, Any]]:
     """Everything the Connector should own, in the order to apply it; raises InvalidSpecError."""
-    run = deployment(owner, spec, config) if watches(spec) else cronjob(owner, spec, config)
-    return [service_account(owner), run]
+    if watches(spec):
+        # The grant before the watcher, so that its first status write is allowed.
+        return [
+            service_account(owner),
+            status_writer_role(owner),
+            status_writer_binding(owner),
+            deployment(owner, spec, config),
+        ]
+    return [service_account(owner), cronjob(owner, spec, config)]

@@ -1,13 +1,14 @@
 """In-memory indexes of the children the operator manages, kept current by kopf's watches.
 
 A status refresh reads Jobs, CronJobs, Deployments and pods from here instead of listing them from the API
-server on every event: the same information an informer cache gives a Go controller.
+server on every event: the same information an informer cache gives a Go controller. Roles and
+RoleBindings are indexed only so that a reconcile knows which ones there are to retire.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import kopf
@@ -59,6 +60,20 @@ def headwater_pods(
     return _by_owner(namespace, labels, body)
 
 
+@kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels=MANAGED)
+def headwater_roles(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
+@kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=MANAGED)
+def headwater_rolebindings(
+    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[ChildKey, Any]:
+    return _by_owner(namespace, labels, body)
+
+
 @dataclass(frozen=True)
 class ChildIndexes:
     """The indexes kopf hands to every handler, by the names of the functions above."""
@@ -67,6 +82,8 @@ class ChildIndexes:
     cronjobs: Children
     deployments: Children
     pods: Children
+    roles: Children
+    rolebindings: Children
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> ChildIndexes:
@@ -75,6 +92,8 @@ class ChildIndexes:
             kwargs["headwater_cronjobs"],
             kwargs["headwater_deployments"],
             kwargs["headwater_pods"],
+            kwargs["headwater_roles"],
+            kwargs["headwater_rolebindings"],
         )
 
     @staticmethod
@@ -88,6 +107,8 @@ class ChildIndexes:
             cronjobs=self._of(self.cronjobs, key),
             deployments=self._of(self.deployments, key),
             pods=self._of(self.pods, key),
+            roles=self._of(self.roles, key),
+            rolebindings=self._of(self.rolebindings, key),
         )
 
 
@@ -97,6 +118,9 @@ class OwnedChildren:
     cronjobs: list[dict[str, Any]]
     deployments: list[dict[str, Any]]
     pods: list[dict[str, Any]]
+    # Only a watching Connector has these: empty unless given.
+    roles: list[dict[str, Any]] = field(default_factory=list)
+    rolebindings: list[dict[str, Any]] = field(default_factory=list)
 
     def with_applied(self, applied: Sequence[Mapping[str, Any]]) -> OwnedChildren:
         """These children updated with objects just applied, which the watch may not have delivered yet:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import kopf
@@ -39,29 +39,33 @@ def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -
         children = build.children(owner, parsed, CONFIG)
     except build.InvalidSpecError as invalid:
         # Nothing can run as asked: say so, and stop what an earlier spec started.
-        retire_stale_children(owner, indexes, logger, keep=None)
+        retire_stale_children(owner, indexes, logger, keep=())
         stalled = Outcome.stalled("Stalled", invalid.reason, invalid.message)
         common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
         logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
         return
     applied = [kube.apply(child) for child in children]
-    keep = "Deployment" if build.watches(parsed) else "CronJob"
-    retire_stale_children(owner, indexes, logger, keep=keep)
+    retire_stale_children(owner, indexes, logger, keep={child["kind"] for child in children})
     common.refresh(
         PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
     )
     logger.info("reconciled Connector %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
-def retire_stale_children(owner: Owner, indexes: ChildIndexes, logger: Logger, *, keep: str | None) -> None:
-    """A watcher replaces the CronJob and the other way round; an invalid spec keeps neither."""
-    name = build.workload_name(owner)
-    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
-    for api_version, kind, present in (
-        ("batch/v1", "CronJob", children.cronjobs),
-        ("apps/v1", "Deployment", children.deployments),
+def retire_stale_children(
+    owner: Owner, indexes: ChildIndexes, logger: Logger, *, keep: Collection[str]
+) -> None:
+    """Delete the children of the kinds not in `keep`: a watcher replaces the CronJob and the other way
+    round, its status-writer Role and RoleBinding go when it stops watching, an invalid spec keeps none."""
+    workload, writer = build.workload_name(owner), build.status_writer_name(owner)
+    children = owned(indexes, owner)
+    for api_version, kind, name, present in (
+        ("batch/v1", "CronJob", workload, children.cronjobs),
+        ("apps/v1", "Deployment", workload, children.deployments),
+        (build.RBAC_API_VERSION, "RoleBinding", writer, children.rolebindings),
+        (build.RBAC_API_VERSION, "Role", writer, children.roles),
     ):
-        if kind != keep and present and kube.delete_if_present(api_version, kind, owner.namespace, name):
+        if kind not in keep and present and kube.delete_if_present(api_version, kind, owner.namespace, name):
             logger.info("deleted %s %s: the connector no longer runs that way", kind, name)
 
 

@@ -2,7 +2,9 @@
 
 The figures (`rowsLoaded`, `rowsRejected`, `batches`, `qualityScore`, `cursor`, `lastBatchId`) are the
 connector's totals as the worker read them from the database at the end of its last finished run, taken
-from that run's termination message: they survive the CronJob's trimmed Job history.
+from that run's termination message: they survive the CronJob's trimmed Job history. A watcher never
+finishes: it writes the figures into the status itself after each load, so the watching case derives none
+of them (the status is merge-patched with only the keys derived here, leaving the worker's in place).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from ..conditions import Outcome
 from ..jobs import blocked_outcome, cronjob_runs, failure
 
 INGEST_FAILED = "the ingest run failed"
-FIGURES = ("rowsLoaded", "rowsRejected", "batches", "qualityScore", "cursor", "lastBatchId")
 
 
 def figures(result: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -30,8 +31,7 @@ def figures(result: Mapping[str, Any] | None) -> dict[str, Any]:
         summary = IngestSummary.model_validate(result)
     except ValueError:
         return {}
-    data = summary.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return {key: data[key] for key in FIGURES if key in data}
+    return summary.status_figures()
 
 
 def scheduled(

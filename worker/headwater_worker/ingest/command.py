@@ -14,6 +14,9 @@ Environment:
                              ambient credentials
   HEADWATER_MAPPINGS_DIR     where shipped mappings are (default: the image's /opt/headwater/mappings)
   HEADWATER_TERMINATION_LOG  where to write the summary (default /dev/termination-log when it exists)
+  KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT
+                             with a mounted ServiceAccount token, where a watcher writes its figures into
+                             its Connector's status after each load (see `status`)
 
 Exit status 0 when the run succeeded (refused files and rejected rows are outcomes, not failures); 1 with
 the reason in the termination message otherwise.
@@ -137,7 +140,7 @@ def _migrate(env: Mapping[str, str]) -> int:
 
 
 def _run(env: Mapping[str, str]) -> int:
-    from . import runner
+    from . import runner, status
 
     termination_log = termination_log_path(env)
     try:
@@ -146,7 +149,8 @@ def _run(env: Mapping[str, str]) -> int:
         credentials = Path(env.get(CREDENTIALS_DIR_ENV) or DEFAULT_CREDENTIALS_DIR)
         log.info("ingest run started", extra=fields(connector=config.connector, type=config.type))
         if config.file is not None and config.file.watch:
-            runner.watch(config, dsn, credentials, on_batch=print_batch)
+            on_scan = status.reporter(env, config.connector)
+            runner.watch(config, dsn, credentials, on_batch=print_batch, on_scan=on_scan)
             return 0
         result = runner.run_once(config, dsn, credentials, on_batch=print_batch)
     except IngestError as failure:

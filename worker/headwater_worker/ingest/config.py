@@ -13,7 +13,7 @@ the operator parses with the same model. Models only (no I/O), so that both side
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
@@ -153,6 +153,10 @@ class ErrorInfo(_Model):
     message: str
 
 
+# The fields of an `IngestSummary` that become the Connector's status fields of the same names.
+STATUS_FIGURES = ("rowsLoaded", "rowsRejected", "batches", "qualityScore", "cursor", "lastBatchId")
+
+
 class IngestSummary(_Model):
     """The termination message of an ingest run: the connector's totals so far, and this run's figures."""
 
@@ -164,3 +168,8 @@ class IngestSummary(_Model):
     last_batch_id: str | None = None
     run: RunFigures = Field(default_factory=RunFigures)
     error: ErrorInfo | None = None
+
+    def status_figures(self) -> dict[str, Any]:
+        """The connector's totals as status fields (JSON values); the ones not known are left out."""
+        data = self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return {key: data[key] for key in STATUS_FIGURES if key in data}

@@ -178,14 +178,21 @@ def run_once(
         return summary(conn, config.connector, sink.figures)
 
 
+def took_something_in(before: RunFigures, after: RunFigures) -> bool:
+    """Whether a scan loaded or refused an input; a duplicate changes nothing."""
+    return (after.batches, after.rejected_inputs) != (before.batches, before.rejected_inputs)
+
+
 def watch(
     config: IngestConfig,
     dsn: str,
     credentials_dir: Path,
     *,
     on_batch: Callable[[BatchResult], None] | None = None,
+    on_scan: Callable[[IngestSummary | None], None] | None = None,
 ) -> None:
-    """Scan every `pollSeconds` until stopped (SIGTERM): a file connector's Deployment."""
+    """Scan every `pollSeconds` until stopped (SIGTERM): a file connector's Deployment. After each scan,
+    `on_scan` gets the connector's totals when the scan loaded or refused something, else None."""
     assert config.file is not None
     mapping = load_mapping(config)
     context = Context(config=config, mapping=mapping, credentials=read_credentials(credentials_dir))
@@ -197,5 +204,9 @@ def watch(
         sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
         connector = create(context)
         while not context.stop.is_set():
+            before = sink.figures
             connector.run(sink)
+            if on_scan is not None:
+                news = took_something_in(before, sink.figures)
+                on_scan(summary(conn, config.connector, sink.figures) if news else None)
             context.stop.wait(config.file.poll_seconds)
