@@ -1,6 +1,7 @@
 from typing import Any
 
 import kopf
+import pytest
 from headwater_operator.handlers.storage import LastHandledInMemory, ProgressInMemory
 
 
@@ -63,3 +64,33 @@ def test_the_touch_annotation_is_not_part_of_what_kopf_compares() -> None:
     storage = ProgressInMemory()
     essence = {"metadata": {"annotations": {ProgressInMemory.TOUCH_ANNOTATION: "now", "keep": "me"}}}
     assert storage.clear(essence=essence) == {"metadata": {"annotations": {"keep": "me"}}}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"metadata": {"name": "x", "uid": "u"}, "spec": {"a": [1, {"b": 2}]}},
+        {
+            "apiVersion": "headwater.dev/v1alpha1",
+            "kind": "ExportJob",
+            "metadata": {
+                "name": "x",
+                "uid": "u",
+                "labels": {"team": "data"},
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                    "note": "kept",
+                },
+                "managedFields": [{"manager": "kubectl"}],
+            },
+            "spec": {"tasks": [{"name": "t"}]},
+            "status": {"phase": "Pending"},
+        },
+    ],
+)
+def test_the_essence_is_the_one_kopf_builds(raw: dict[str, Any]) -> None:
+    expected = kopf.AnnotationsDiffBaseStorage().build(body=kopf.Body(raw))  # type: ignore[arg-type]
+    built = LastHandledInMemory().build(body=kopf.Body(raw))  # type: ignore[arg-type]
+    assert built == expected
+    built["spec"]["changed"] = True
+    assert "changed" not in raw["spec"], "the essence is a copy"

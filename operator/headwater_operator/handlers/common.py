@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import zlib
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import kopf
+from pydantic import BaseModel
 
 from .. import conditions, kube
 from ..api.common import GROUP, VERSION
+from ..bounded import BoundedMap
 from ..conditions import Outcome
-from .owners import WRITTEN
+from .owners import WRITTEN, Owners, watched
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -29,6 +32,22 @@ def refresh_lock(plural: str, namespace: str, name: str) -> threading.Lock:
 
 
 Derive = Callable[[Mapping[str, Any]], tuple[Outcome, Mapping[str, Any]]]
+SpecModel = TypeVar("SpecModel", bound=BaseModel)
+
+# A spec never changes without its generation changing: each is validated once, not at every refresh.
+_PARSED_SPECS: BoundedMap[tuple[str, int], BaseModel] = BoundedMap(4096)
+
+
+def parsed_spec(model: type[SpecModel], body: Mapping[str, Any]) -> SpecModel:
+    """The resource's spec as its model, validated once per generation."""
+    meta = body["metadata"]
+    key = (str(meta["uid"]), int(meta.get("generation") or 1))
+    known = _PARSED_SPECS.get(key)
+    if isinstance(known, model):
+        return known
+    parsed = model.model_validate(dict(body["spec"]))
+    _PARSED_SPECS.put(key, parsed)
+    return parsed
 
 
 def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None:
@@ -46,6 +65,17 @@ def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None
             return
         outcome, extra = derive(current)
         write_status(plural, current, outcome, extra)
+
+
+async def refresh_on_child_event(
+    plural: str, owners: Owners, child: Mapping[str, Any], namespace: str | None, owner: str, derive: Derive
+) -> None:
+    """Refresh the owner of a child that changed, if the change can matter. Most events cannot (a child
+    the operator has just created, without status yet): they are dismissed here, without a trip through
+    the thread pool."""
+    if not namespace or not worth_a_refresh(child):
+        return
+    await asyncio.to_thread(refresh, plural, watched(owners, namespace, owner), derive)
 
 
 def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:

@@ -18,8 +18,8 @@ from ..naming import label_key
 from ..status import connector as observe
 from . import common
 from .children import ChildIndexes, OwnedChildren
-from .common import Logger, worth_a_refresh
-from .owners import trimmed, watched
+from .common import Logger, parsed_spec
+from .owners import trimmed
 
 PLURAL = "connectors"
 KIND = "Connector"
@@ -31,10 +31,10 @@ CONFIG = OperatorConfig.from_env()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @metrics.measured(KIND)
-def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
+def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
     owner = Owner.of(KIND, body)
-    parsed = ConnectorSpec.model_validate(dict(spec))
+    parsed = parsed_spec(ConnectorSpec, body)
     try:
         children = build.children(owner, parsed, CONFIG)
     except build.InvalidSpecError as invalid:
@@ -75,7 +75,7 @@ def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
 
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
-    spec = ConnectorSpec.model_validate(body["spec"])
+    spec = parsed_spec(ConnectorSpec, body)
     watching = build.watches(spec)
     found = children.deployments if watching else children.cronjobs
     workload = next((w for w in found if w["metadata"]["name"] == build.workload_name(owner)), None)
@@ -87,9 +87,13 @@ def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, d
 @kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    if not namespace or not worth_a_refresh(body):
-        return
+async def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
-    current = watched(kwargs["headwater_connectors"], namespace, labels[OWNER_LABEL])
-    common.refresh(PLURAL, current, lambda body: derive(body, owned(indexes, Owner.of(KIND, body))))
+    await common.refresh_on_child_event(
+        PLURAL,
+        kwargs["headwater_connectors"],
+        body,
+        namespace,
+        labels[OWNER_LABEL],
+        lambda current: derive(current, owned(indexes, Owner.of(KIND, current))),
+    )

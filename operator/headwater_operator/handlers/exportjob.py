@@ -18,8 +18,8 @@ from ..naming import label_key
 from ..status import exportjob as observe
 from . import common
 from .children import ChildIndexes, OwnedChildren
-from .common import Logger, worth_a_refresh
-from .owners import trimmed, watched
+from .common import Logger, parsed_spec
+from .owners import trimmed
 
 PLURAL = "exportjobs"
 KIND = "ExportJob"
@@ -31,10 +31,10 @@ CONFIG = OperatorConfig.from_env()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @metrics.measured(KIND)
-def reconcile(body: kopf.Body, spec: kopf.Spec, logger: Logger, **kwargs: Any) -> None:
+def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
     owner = Owner.of(KIND, body)
-    parsed = ExportJobSpec.model_validate(dict(spec))
+    parsed = parsed_spec(ExportJobSpec, body)
     children = build.children(owner, parsed, CONFIG)
     applied = [kube.apply(child) for child in children]
     retire_stale_children(owner, parsed, indexes, logger)
@@ -75,7 +75,7 @@ def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
 
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
-    spec = ExportJobSpec.model_validate(body["spec"])
+    spec = parsed_spec(ExportJobSpec, body)
     cronjob = next((c for c in children.cronjobs if c["metadata"]["name"] == build.cronjob_name(owner)), None)
     return observe.derive(owner, spec, cronjob, children.jobs, children.pods)
 
@@ -83,9 +83,13 @@ def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, d
 @kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    if not namespace or not worth_a_refresh(body):
-        return
+async def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
-    current = watched(kwargs["headwater_exportjobs"], namespace, labels[OWNER_LABEL])
-    common.refresh(PLURAL, current, lambda body: derive(body, owned(indexes, Owner.of(KIND, body))))
+    await common.refresh_on_child_event(
+        PLURAL,
+        kwargs["headwater_exportjobs"],
+        body,
+        namespace,
+        labels[OWNER_LABEL],
+        lambda current: derive(current, owned(indexes, Owner.of(KIND, current))),
+    )

@@ -12,10 +12,16 @@ bounded: an object forgotten is reconciled again at its next event, which change
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any, cast
+
 import kopf
 
 from ..api.common import GROUP
 from ..bounded import BoundedMap
+
+# kubectl's client-side apply keeps the whole last applied manifest here: kopf leaves it out of the essence.
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class LastHandledInMemory(kopf.DiffBaseStorage):
@@ -24,6 +30,24 @@ class LastHandledInMemory(kopf.DiffBaseStorage):
     def __init__(self, capacity: int = 100_000) -> None:
         super().__init__()
         self._essences: BoundedMap[str, kopf.BodyEssence] = BoundedMap(capacity)
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        """kopf's essence of the object, without deep-copying what it throws away.
+
+        kopf deep-copies the whole object (managedFields, the last-applied annotation, the status) to
+        keep the spec, labels and annotations; on every event of every resource. The same essence is
+        built here from those parts alone.
+        """
+        if extra_fields:
+            return super().build(body=body, extra_fields=extra_fields)
+        annotations = {key: value for key, value in body.metadata.annotations.items() if key != LAST_APPLIED}
+        kept: dict[str, Any] = {
+            key: value for key, value in body.items() if key not in ("metadata", "status")
+        }
+        kept["metadata"] = {"labels": dict(body.metadata.labels), "annotations": annotations}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)))
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return self._essences.get(body.metadata.uid or "")
@@ -63,7 +87,13 @@ class ProgressInMemory(kopf.ProgressStorage):
             patch.metadata.annotations[self.TOUCH_ANNOTATION] = value
 
     def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
-        essence = super().clear(essence=essence)
-        self.remove_annotations(essence, {self.TOUCH_ANNOTATION})
-        self.remove_empty_stanzas(essence)
-        return essence
+        # kopf's own clear deep-copies the whole essence to drop its keys; only the touch is dropped here,
+        # so only the mappings on the way to it are copied.
+        annotations = (essence.get("metadata") or {}).get("annotations") or {}
+        if self.TOUCH_ANNOTATION not in annotations:
+            return essence
+        metadata = {**essence["metadata"], "annotations": dict(annotations)}
+        cleared = cast(kopf.BodyEssence, {**essence, "metadata": metadata})
+        self.remove_annotations(cleared, {self.TOUCH_ANNOTATION})
+        self.remove_empty_stanzas(cleared)
+        return cleared
