@@ -57,6 +57,21 @@ def apply(manifest: Mapping[str, Any]) -> dict[str, Any]:
     return dict(result.to_dict())
 
 
+def create(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Create a child; when one of that name exists already, return it as it is."""
+    resource = dynamic().resources.get(api_version=manifest["apiVersion"], kind=manifest["kind"])
+    metadata = manifest["metadata"]
+    try:
+        result = dynamic().create(
+            resource, body=dict(manifest), namespace=metadata.get("namespace"), field_manager=FIELD_MANAGER
+        )
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        result = dynamic().get(resource, name=metadata["name"], namespace=metadata.get("namespace"))
+    return dict(result.to_dict())
+
+
 def delete_if_present(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Delete a child with background propagation; False when it was already gone."""
     resource = dynamic().resources.get(api_version=api_version, kind=kind)

@@ -1,7 +1,11 @@
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from headwater_operator.handlers.common import refresh_lock, worth_a_refresh
+from headwater_operator import kube
+from headwater_operator.handlers.children import OwnedChildren
+from headwater_operator.handlers.common import ensure, refresh_lock, worth_a_refresh
 
 
 @pytest.mark.parametrize(
@@ -30,3 +34,37 @@ def test_one_resource_always_gets_the_same_lock() -> None:
     assert lock is refresh_lock("exportjobs", "ns", "a")
     assert isinstance(lock, type(threading.Lock()))
     assert len({id(refresh_lock("exportjobs", "ns", f"n{i}")) for i in range(500)}) > 1
+
+
+def test_a_job_that_exists_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_request(manifest: object) -> dict[str, object]:
+        raise AssertionError("an existing Job needs no request")
+
+    monkeypatch.setattr(kube, "create", no_request)
+    monkeypatch.setattr(kube, "apply", no_request)
+    existing = {
+        "kind": "Job",
+        "metadata": {"name": "daily-export-1", "resourceVersion": "7"},
+        "status": {"active": 1},
+    }
+    known = OwnedChildren(jobs=[existing], cronjobs=[], deployments=[], pods=[])
+    built = {"kind": "Job", "metadata": {"name": "daily-export-1"}, "spec": {"template": {"changed": True}}}
+    assert ensure(built, known) == existing
+
+
+def test_a_new_job_is_created_and_other_children_are_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, str]] = []
+
+    def recorder(verb: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def record(manifest: dict[str, Any]) -> dict[str, Any]:
+            calls.append((verb, manifest["kind"]))
+            return manifest
+
+        return record
+
+    monkeypatch.setattr(kube, "create", recorder("create"))
+    monkeypatch.setattr(kube, "apply", recorder("apply"))
+    known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
+    for kind in ("ServiceAccount", "Job", "CronJob"):
+        ensure({"kind": kind, "metadata": {"name": "daily-export-2"}}, known)
+    assert calls == [("apply", "ServiceAccount"), ("create", "Job"), ("apply", "CronJob")]

@@ -16,6 +16,7 @@ from .. import conditions, kube
 from ..api.common import GROUP, VERSION
 from ..bounded import BoundedMap
 from ..conditions import Outcome
+from .children import OwnedChildren
 from .owners import WRITTEN, Owners, watched
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
@@ -48,6 +49,21 @@ def parsed_spec(model: type[SpecModel], body: Mapping[str, Any]) -> SpecModel:
     parsed = model.model_validate(dict(body["spec"]))
     _PARSED_SPECS.put(key, parsed)
     return parsed
+
+
+def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
+    """Make a child exist as built; the object as stored.
+
+    A Job's pod template cannot change once it is created, so a Job (one per spec generation) is created
+    once and then left as it is; an operator upgrade that builds it differently does not touch a Job that
+    exists. Every other child is server-side applied, which converges it to the spec and changes nothing
+    when it already matches.
+    """
+    if child["kind"] != "Job":
+        return kube.apply(child)
+    name = child["metadata"]["name"]
+    existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
+    return dict(existing) if existing is not None else kube.create(child)
 
 
 def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None:

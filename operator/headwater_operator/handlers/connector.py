@@ -44,7 +44,8 @@ def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
         common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
         logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
         return
-    applied = [kube.apply(child) for child in children]
+    known = owned(indexes, owner)
+    applied = [common.ensure(child, known) for child in children]
     retire_stale_children(owner, indexes, logger, keep={child["kind"] for child in children})
     common.refresh(
         PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))

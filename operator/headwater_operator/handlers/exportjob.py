@@ -36,7 +36,8 @@ def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     owner = Owner.of(KIND, body)
     parsed = parsed_spec(ExportJobSpec, body)
     children = build.children(owner, parsed, CONFIG)
-    applied = [kube.apply(child) for child in children]
+    known = owned(indexes, owner)
+    applied = [common.ensure(child, known) for child in children]
     retire_stale_children(owner, parsed, indexes, logger)
     common.refresh(
         PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
