@@ -23,8 +23,9 @@ Children = kopf.Index[ChildKey, dict[str, Any]]
 
 
 def _by_owner(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body
+    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
 ) -> dict[ChildKey, dict[str, Any]]:
+    """A child under each `headwater.dev/<kind>` label it carries: the owner's kind and name."""
     if not namespace:
         return {}
     return {
@@ -32,51 +33,24 @@ def _by_owner(
     }
 
 
-@kopf.index("batch", "v1", "jobs", labels=MANAGED)
-def headwater_jobs(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
+# group, version and plural of every kind of child; each gets an index named `headwater_<plural>`.
+CHILD_RESOURCES = (
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "pods"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
 
 
-@kopf.index("batch", "v1", "cronjobs", labels=MANAGED)
-def headwater_cronjobs(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
-
-
-@kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def headwater_deployments(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
-
-
-@kopf.index("", "v1", "pods", labels=MANAGED)
-def headwater_pods(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
-
-
-@kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels=MANAGED)
-def headwater_roles(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
-
-
-@kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels=MANAGED)
-def headwater_rolebindings(
-    namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[ChildKey, Any]:
-    return _by_owner(namespace, labels, body)
+for _group, _version, _plural in CHILD_RESOURCES:
+    kopf.index(_group, _version, _plural, labels=MANAGED, id=f"headwater_{_plural}")(_by_owner)
 
 
 @dataclass(frozen=True)
 class ChildIndexes:
-    """The indexes kopf hands to every handler, by the names of the functions above."""
+    """The indexes kopf hands to every handler, by the names given above."""
 
     jobs: Children
     cronjobs: Children

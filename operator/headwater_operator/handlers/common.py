@@ -16,8 +16,9 @@ from .. import conditions, kube
 from ..api.common import GROUP, VERSION
 from ..bounded import BoundedMap
 from ..conditions import Outcome
-from .children import OwnedChildren
-from .owners import WRITTEN, Owners, watched
+from ..naming import label_key
+from .children import ChildIndexes, OwnedChildren
+from .owners import WRITTEN, watched
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
@@ -83,15 +84,29 @@ def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None
         write_status(plural, current, outcome, extra)
 
 
+DeriveFromChildren = Callable[[Mapping[str, Any], OwnedChildren], tuple[Outcome, Mapping[str, Any]]]
+
+
 async def refresh_on_child_event(
-    plural: str, owners: Owners, child: Mapping[str, Any], namespace: str | None, owner: str, derive: Derive
+    plural: str,
+    kind: str,
+    child: Mapping[str, Any],
+    namespace: str | None,
+    owner: str,
+    kwargs: Mapping[str, Any],
+    derive: DeriveFromChildren,
 ) -> None:
     """Refresh the owner of a child that changed, if the change can matter. Most events cannot (a child
     the operator has just created, without status yet): they are dismissed here, without a trip through
-    the thread pool."""
+    the thread pool. `kwargs` are the handler's: kopf's indexes of owners and children are among them."""
     if not namespace or not worth_a_refresh(child):
         return
-    await asyncio.to_thread(refresh, plural, watched(owners, namespace, owner), derive)
+    indexes = ChildIndexes.of(kwargs)
+    label = label_key(kind)
+    current = watched(kwargs[f"headwater_{plural}"], namespace, owner)
+    await asyncio.to_thread(
+        refresh, plural, current, lambda body: derive(body, indexes.owned(namespace, label, owner))
+    )
 
 
 def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:

@@ -89,12 +89,4 @@ def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, d
 @kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
 @kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
 async def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    indexes = ChildIndexes.of(kwargs)
-    await common.refresh_on_child_event(
-        PLURAL,
-        kwargs["headwater_connectors"],
-        body,
-        namespace,
-        labels[OWNER_LABEL],
-        lambda current: derive(current, owned(indexes, Owner.of(KIND, current))),
-    )
+    await common.refresh_on_child_event(PLURAL, KIND, body, namespace, labels[OWNER_LABEL], kwargs, derive)

@@ -33,20 +33,17 @@ def trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _by_name(namespace: str | None, name: str | None, body: kopf.Body) -> dict[tuple[str, str], Any]:
+def _by_name(
+    namespace: str | None, name: str | None, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], Any]:
     if not namespace or not name:
         return {}
     return {(namespace, name): trimmed(body)}
 
 
-@kopf.index(GROUP, VERSION, "exportjobs")
-def headwater_exportjobs(namespace: str | None, name: str | None, body: kopf.Body, **_: Any) -> Any:
-    return _by_name(namespace, name, body)
-
-
-@kopf.index(GROUP, VERSION, "connectors")
-def headwater_connectors(namespace: str | None, name: str | None, body: kopf.Body, **_: Any) -> Any:
-    return _by_name(namespace, name, body)
+# The kinds the operator reconciles; each gets an index named `headwater_<plural>`.
+for _plural in ("exportjobs", "connectors"):
+    kopf.index(GROUP, VERSION, _plural, id=f"headwater_{_plural}")(_by_name)
 
 
 def watched(index: Owners, namespace: str, name: str) -> dict[str, Any] | None:
