@@ -16,7 +16,7 @@ for valid rows, `INSERT ... ON CONFLICT DO UPDATE` into a final table, in one tr
 first 50,000 rows of the file; its rows/s are extrapolated from the time of the work itself.
 
 `python -m bench.ingest per-row DSN CSV` runs baseline (b) alone, and `python -m bench.ingest payloads CSV
-FOLDER DATASOURCE_ID` the worker's client-side work alone (the benchmark starts them so).
+FOLDER DSN` the worker's client-side work alone (the benchmark starts them so).
 """
 
 from __future__ import annotations
@@ -245,45 +245,45 @@ def per_row(dsn: str, csv_path: Path) -> dict[str, Any]:
     }
 
 
-def payloads(csv_path: Path, folder: Path, datasource_id: int) -> dict[str, Any]:
+def payloads(csv_path: Path, folder: Path, dsn: str) -> dict[str, Any]:
     """The worker's client-side work alone: read, transform and encode the file as the pipeline does,
-    writing the two COPY streams (staging, final table) to files instead of sending them."""
+    writing the two COPY streams (staging, final table) to files instead of sending them. Returns its
+    time and, per stream, the COPY statement that reads it."""
     import uuid
 
     import polars as pl
+    import psycopg
     from headwater_worker.ingest.mapping import shipped
-    from headwater_worker.ingest.pipeline import copy_text
+    from headwater_worker.ingest.pipeline import copy_rows
     from headwater_worker.ingest.sources import csv_chunks, inspect_file
     from headwater_worker.ingest.transform import transform
+    from psycopg import sql
 
-    started = time.perf_counter()
     mapping = shipped(MAPPING, {"HEADWATER_MAPPINGS_DIR": str(REPO / "mappings")})
+    with psycopg.connect(dsn) as conn:
+        staging_rows, final_rows = copy_rows(conn, mapping)
+        row = conn.execute("SELECT id FROM datasource WHERE external_id = %s", (DATASOURCE,)).fetchone()
+        assert row is not None
+        statements = {
+            "staging": staging_rows.statement(sql.Identifier(mapping.staging_table)).as_string(conn),
+            "final": final_rows.statement(sql.Identifier(mapping.target_table)).as_string(conn),
+        }
+    batch = uuid.uuid4()
+    started = time.perf_counter()
     source = csv_chunks(csv_path, mapping, inspect_file(csv_path))
-    batch = str(uuid.uuid4())
-    with (folder / "staging.txt").open("wb") as staging, (folder / "final.txt").open("wb") as final:
+    with (folder / "staging.copy").open("wb") as staging, (folder / "final.copy").open("wb") as final:
+        staging.write(staging_rows.header)
+        final.write(final_rows.header)
         for chunk in source.chunks:
             done = transform(chunk, mapping, source.columns)
-            staging.write(
-                copy_text(
-                    done.frame.select(
-                        pl.lit(batch).alias("batch_id"),
-                        pl.lit(datasource_id).alias("datasource_id"),
-                        pl.all(),
-                        pl.col("valid").alias("loaded_to_final"),
-                    )
-                )
-            )
+            staged = done.frame.with_columns(pl.col("valid").alias("loaded_to_final"))
+            staging.write(staging_rows.encode(staged, {"batch_id": batch, "datasource_id": row[0]}))
             rows = done.frame.filter(pl.col("valid")).unique(subset=["ts"], keep="last", maintain_order=True)
-            final.write(
-                copy_text(
-                    rows.select(
-                        pl.lit(datasource_id).alias("datasource_id"),
-                        *mapping.db_columns,
-                        pl.lit(batch).alias("source_batch_id"),
-                    )
-                )
-            )
-    return {"seconds": round(time.perf_counter() - started, 3)}
+            constants = {"datasource_id": row[0], "source_batch_id": batch}
+            final.write(final_rows.encode(rows.select(mapping.db_columns), constants))
+        staging.write(staging_rows.trailer)
+        final.write(final_rows.trailer)
+    return {"seconds": round(time.perf_counter() - started, 3), "statements": statements}
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------
@@ -520,34 +520,28 @@ class IngestBench:
         name = "parts"
         dsn, folder = self._prepare_worker(name)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            row = conn.execute(
-                "INSERT INTO datasource (external_id, source_type) VALUES (%s, 'file') RETURNING id",
-                (DATASOURCE,),
-            ).fetchone()
-        assert row is not None
-        command = [sys.executable, "-m", "bench.ingest", "payloads", str(self.csv), str(folder), str(row[0])]
+            conn.execute(
+                "INSERT INTO datasource (external_id, source_type) VALUES (%s, 'file')", (DATASOURCE,)
+            )
+        command = [sys.executable, "-m", "bench.ingest", "payloads", str(self.csv), str(folder), dsn]
         usage = measured(
             command, folder=self.work, name="payloads", env={**self._base_env(), "PYTHONPATH": str(REPO)}
         )
         if usage.returncode != 0:
             stderr = (self.work / "payloads.err").read_text(errors="replace")[-3000:]
             raise RuntimeError(f"writing the payloads failed ({usage.returncode}):\n{stderr}")
+        report = json.loads((self.work / "payloads.out").read_text())
         figures: dict[str, float] = {
-            "client_seconds": float(json.loads((self.work / "payloads.out").read_text())["seconds"]),
+            "client_seconds": float(report["seconds"]),
             "client_cpu_seconds": round(usage.cpu_seconds, 2),
         }
-        staging_columns = (
-            "batch_id, datasource_id, row_number, raw, ts, energy_kwh, errors, valid, loaded_to_final"
-        )
-        for part, table, columns in (
-            ("staging", "staging_energy_hourly", staging_columns),
-            ("final", "fact_energy_hourly", "datasource_id, ts, energy_kwh, source_batch_id"),
-        ):
-            copy = f"\\copy {table} ({columns}) from pstdin"
+        for part in ("staging", "final"):
+            # The worker's own statement, as psql's \\copy (which reads the file from its standard input).
+            copy = "\\" + report["statements"][part].replace(" FROM STDIN", " from pstdin")
             script = f'psql -X -q -v ON_ERROR_STOP=1 -d "$2" -c \'{copy}\' < "$1"'
             before = self._server_cpu()
             usage = measured(
-                ["bash", "-c", script, part, str(folder / f"{part}.txt"), dsn], folder=self.work, name=part
+                ["bash", "-c", script, part, str(folder / f"{part}.copy"), dsn], folder=self.work, name=part
             )
             if usage.returncode != 0:
                 stderr = (self.work / f"{part}.err").read_text(errors="replace")[-3000:]
@@ -555,7 +549,7 @@ class IngestBench:
             time.sleep(0.3)
             figures[f"{part}_copy_seconds"] = round(usage.seconds, 3)
             figures[f"{part}_postgres_cpu_seconds"] = round(self._server_cpu() - before, 2)
-            figures[f"{part}_mib"] = round((folder / f"{part}.txt").stat().st_size / 2**20, 1)
+            figures[f"{part}_mib"] = round((folder / f"{part}.copy").stat().st_size / 2**20, 1)
         self.postgres.drop_database(name)
         shutil.rmtree(folder)
         log.info("diagnosis: %s", figures)
@@ -597,12 +591,14 @@ class IngestBench:
             "headwater-worker ingest run",
             "`python -m headwater_worker ingest run` as a file Connector's Job runs it (configuration in "
             "`HEADWATER_INGEST_CONFIG`, `DATABASE_URL`), the CSV waiting in its folder: read in chunks of "
-            "100,000 rows, coerced and validated column-wise (polars); for each chunk, every record "
-            "`COPY`-ed into the UNLOGGED staging table with its raw values, typed values and errors on one "
-            "connection while the valid rows are `COPY`-ed into `fact_energy_hourly` (primary key, "
-            "datasource reference checked) on another, in the batch's transaction; the batch recorded, "
-            "that transaction committed, then the staging one; the file moved to `processed/`. Timed "
-            "from process start to exit, Python start-up and imports included.",
+            "100,000 rows, coerced and validated column-wise (polars) and encoded column-wise (numpy) in "
+            "PostgreSQL's binary `COPY` format; for each chunk, every record `COPY`-ed into the UNLOGGED "
+            "staging table with its raw values, typed values and errors on one connection while the valid "
+            "rows are `COPY`-ed into `fact_energy_hourly` (primary key, datasource reference checked) on "
+            "another, in the batch's transaction; the batch recorded, that transaction committed, then "
+            "the staging one; the file moved to `processed/`. Before that, staging rows past the "
+            "connector's retention are looked for (there are none). Timed from process start to exit, "
+            "Python start-up and imports included.",
             workers,
         )
         copy_side = Side.from_runs(
@@ -727,15 +723,16 @@ class IngestBench:
             f"{client + staging + final:.2f} s of CPU that the worker spreads over the machine's cores "
             f"(here {os.cpu_count()}). The raw COPY needs {float(c['postgres_cpu_seconds']):.2f} s of "
             "PostgreSQL CPU for the same rows: one text parse per value into a table without index, where "
-            "the worker has every row written twice, typed (timestamps, numbers, arrays, JSON) and "
-            "checked, once into staging with its raw values and errors, once into a table with a "
-            "primary key.",
+            "the worker has every row written twice, once into staging with its raw values, typed values "
+            "and errors, once into a table with a primary key and a datasource check. Both streams are in "
+            "PostgreSQL's binary format: the server parses no timestamp, number, UUID or array, only each "
+            "row's errors as JSON.",
             f"What bounds the first ratio: 0.5{TIMES} means the whole run within "
             f"{2 * float(c['seconds']):.2f} s. Start-up and bookkeeping alone take {other:.2f} s; "
-            f"PostgreSQL's part of the work is {(staging + final) / raw_cpu:.0f} times the raw COPY's, and "
-            f"even split perfectly over two cores takes {max(staging, final):.1f} s. "
-            "That work (typing and checking every value, writing every row twice, maintaining the primary "
-            "key), not Python, dominates.",
+            f"PostgreSQL's part of the work is {(staging + final) / raw_cpu:.0f} times the raw COPY's. With "
+            f"the client's, that work (reading, transforming and encoding every value, writing every row "
+            f"twice, maintaining the primary key) is {client + staging + final:.1f} s of CPU: "
+            f"{(client + staging + final) / 2:.1f} s on two cores at best.",
             f"CPU per run (medians): worker process {float(w['client_cpu_seconds']):.2f} s, PostgreSQL "
             f"{float(w['postgres_cpu_seconds']):.2f} s; raw COPY: psql {float(c['client_cpu_seconds']):.2f} "
             f"s, PostgreSQL {float(c['postgres_cpu_seconds']):.2f} s.",
@@ -770,11 +767,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps(per_row(argv[1], Path(argv[2]))))
         return 0
     if len(argv) == 4 and argv[0] == "payloads":
-        print(json.dumps(payloads(Path(argv[1]), Path(argv[2]), int(argv[3]))))
+        print(json.dumps(payloads(Path(argv[1]), Path(argv[2]), argv[3])))
         return 0
-    print(
-        "usage: python -m bench.ingest per-row DSN CSV | payloads CSV FOLDER DATASOURCE_ID", file=sys.stderr
-    )
+    print("usage: python -m bench.ingest per-row DSN CSV | payloads CSV FOLDER DSN", file=sys.stderr)
     return 2
 
 

@@ -72,6 +72,7 @@ def test_a_run_reports_its_figures_in_the_termination_message(database: str, tmp
         "rowsRejected": 1,
         "duplicates": 0,
         "rejectedInputs": 0,
+        "stagingRowsPruned": 0,
     }
     [line] = [json.loads(text) for text in stdout.splitlines()]
     assert line["status"] == "loaded"

@@ -15,11 +15,13 @@ from typing import Any
 
 import psycopg
 import pytest
-from headwater_worker.ingest import schema
+from headwater_worker.ingest import retention, schema
 from headwater_worker.ingest.config import IngestConfig, IngestSummary
 from headwater_worker.ingest.errors import IngestError
+from headwater_worker.ingest.mapping import shipped
 from headwater_worker.ingest.pipeline import Pipeline
 from headwater_worker.ingest.runner import run_once
+from psycopg import sql
 
 pytestmark = [pytest.mark.postgres]
 
@@ -579,3 +581,81 @@ def test_final_rows_refer_to_datasources_that_exist(ingest: Ingest) -> None:
         conn.execute("DELETE FROM datasource WHERE id = %s", (spare[0],))
     assert ingest.scalar("SELECT count(*) FROM datasource") == 1
     assert ingest.scalar("SELECT count(*) FROM fact_energy_hourly") == 2
+
+
+# -- staging retention ---------------------------------------------------------------------------------------
+
+
+def batch_of(ingest: Ingest, source: str) -> Any:
+    return ingest.scalar("SELECT id FROM ingest_batch WHERE source_uri LIKE %s", f"%{source}")
+
+
+def staged_rows(ingest: Ingest, batch: Any) -> int:
+    return int(ingest.scalar("SELECT count(*) FROM staging_energy_hourly WHERE batch_id = %s", batch))
+
+
+def backdate(ingest: Ingest, batch: Any, days: int) -> None:
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE ingest_batch SET started_at = started_at - make_interval(days => %s) WHERE id = %s",
+            (days, batch),
+        )
+
+
+def test_staging_rows_of_batches_older_than_the_retention_go(ingest: Ingest) -> None:
+    ingest.drop("old.csv", hourly_rows(24) + "2024-01-02 00:00,-5\n")
+    ingest.run()
+    ingest.drop("recent.csv", hourly_rows(24, start_hour=100))
+    ingest.run()
+    ingest.drop("other.csv", hourly_rows(24, start_hour=200))
+    ingest.run(connector="tests/other-connector")
+    old, recent, other = (batch_of(ingest, name) for name in ("old.csv", "recent.csv", "other.csv"))
+    backdate(ingest, old, 8)
+    backdate(ingest, other, 8)
+    kept = ("ingest_batch", "pipeline_execution", "data_quality_checks", "fact_energy_hourly")
+    before = {table: ingest.scalar(f"SELECT count(*) FROM {table}") for table in kept}
+
+    summary = ingest.run(stagingRetentionDays=7)
+
+    assert summary.run.staging_rows_pruned == 25
+    assert (staged_rows(ingest, old), staged_rows(ingest, recent), staged_rows(ingest, other)) == (0, 24, 24)
+    assert {table: ingest.scalar(f"SELECT count(*) FROM {table}") for table in kept} == before
+    assert ingest.scalar("SELECT count(*) FROM data_quality_checks WHERE batch_id = %s", old) == 1
+    pruned = ingest.scalar("SELECT metadata -> 'stagingPruned' FROM ingest_batch WHERE id = %s", old)
+    assert pruned["rows"] == 25
+    assert ingest.run().run.staging_rows_pruned == 0, "a pruned batch is not looked at again"
+
+
+def test_a_retention_of_zero_keeps_every_staging_row(ingest: Ingest) -> None:
+    ingest.drop("old.csv", hourly_rows(24))
+    ingest.run()
+    backdate(ingest, batch_of(ingest, "old.csv"), 400)
+    summary = ingest.run(stagingRetentionDays=0)
+    assert summary.run.staging_rows_pruned == 0
+    assert ingest.scalar("SELECT count(*) FROM staging_energy_hourly") == 24
+    assert ingest.scalar("SELECT count(*) FROM ingest_batch WHERE metadata ? 'stagingPruned'") == 0
+
+
+def test_staging_rows_go_in_chunks(ingest: Ingest) -> None:
+    ingest.drop("old.csv", hourly_rows(24))
+    ingest.run()
+    old = batch_of(ingest, "old.csv")
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        table = sql.Identifier("staging_energy_hourly")
+        assert retention.delete_batch_rows(conn, table, old, chunk_rows=7) == 24
+        assert retention.delete_batch_rows(conn, table, old, chunk_rows=7) == 0
+    assert staged_rows(ingest, old) == 0
+
+
+def test_a_failed_pruning_is_logged_and_the_run_goes_on(
+    ingest: Ingest, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest.drop("old.csv", hourly_rows(24))
+    ingest.run()
+    backdate(ingest, batch_of(ingest, "old.csv"), 8)
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE staging_energy_hourly RENAME TO staging_elsewhere")
+        assert retention.prune(conn, ingest.config(), shipped("energy_hourly")) == 0
+        conn.execute("ALTER TABLE staging_elsewhere RENAME TO staging_energy_hourly")
+    assert "staging rows could not be pruned" in caplog.text
+    assert ingest.run().run.staging_rows_pruned == 24, "left for the next run"

@@ -13,6 +13,7 @@ from headwater_operator.conditions import status_patch
 from headwater_operator.config import OperatorConfig
 from headwater_operator.status import connector as observe
 from headwater_worker.ingest.config import STATUS_FIGURES, IngestConfig
+from pydantic import ValidationError
 
 OWNER = Owner("Connector", "farm", "team-a", "uid-1", 2)
 CONFIG = OperatorConfig(worker_image="worker:test")
@@ -229,6 +230,21 @@ def test_an_s3_file_source_without_a_secret_uses_ambient_credentials() -> None:
     assert config.file.s3 is not None
     assert (config.file.s3.folder, config.file.s3.endpoint) == ("", None)
     assert config.file.s3.processed_folder == "processed/"
+
+
+@pytest.mark.parametrize(
+    ("fields", "days"), [({}, 7), ({"stagingRetentionDays": 30}, 30), ({"stagingRetentionDays": 0}, 0)]
+)
+def test_the_staging_retention_reaches_the_worker(fields: dict[str, Any], days: int) -> None:
+    _, cronjob = build.children(OWNER, spec(**fields), CONFIG)
+    config = IngestConfig.from_env(env_of(cronjob)["HEADWATER_INGEST_CONFIG"])
+    assert config.staging_retention_days == days
+
+
+@pytest.mark.parametrize("days", [-1, 3651])
+def test_a_staging_retention_out_of_range_is_refused(days: int) -> None:
+    with pytest.raises(ValidationError, match="stagingRetentionDays"):
+        spec(stagingRetentionDays=days)
 
 
 def test_children_are_deterministic() -> None:

@@ -268,6 +268,14 @@ class ConnectorSpec(ApiModel):
         le=3650,
         description="How far back the first run fetches when there is no cursor yet, in days.",
     )
+    staging_retention_days: int = Field(
+        default=7,
+        ge=0,
+        le=3650,
+        description="Days a batch's staging rows (every record with its raw values and errors) are kept, "
+        "counted from the batch's start; older ones are deleted at the start of each run. 0 keeps them "
+        "forever. The batch registry, execution log and quality checks are kept regardless.",
+    )
     database: DatabaseRef = Field(description="The PostgreSQL database the records are loaded into.")
     file: FileSource | None = Field(
         default=None,

@@ -137,6 +137,7 @@ def worker_config(owner: Owner, spec: ConnectorSpec) -> IngestConfig:
         "datasourceId": spec.datasource_id,
         "deviceIds": list(spec.device_ids),
         "lookbackDays": spec.lookback_days,
+        "stagingRetentionDays": spec.staging_retention_days,
     }
     if spec.file is not None:
         body["file"] = _file_config(spec.file)

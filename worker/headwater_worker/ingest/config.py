@@ -120,6 +120,11 @@ class IngestConfig(_Model):
     window_hours: int | None = Field(
         default=None, ge=1, description="hours per API fetch; absent: 1 for hourly mappings, else 24"
     )
+    staging_retention_days: int = Field(
+        default=7,
+        ge=0,
+        description="days a batch's staging rows are kept, counted from the batch's start; 0 keeps them",
+    )
 
     @model_validator(mode="after")
     def _source(self) -> Self:
@@ -146,6 +151,7 @@ class RunFigures(_Model):
     rows_rejected: int = 0
     duplicates: int = 0
     rejected_inputs: int = 0
+    staging_rows_pruned: int = 0
 
 
 class ErrorInfo(_Model):

@@ -46,6 +46,7 @@ import psycopg
 from psycopg import sql
 
 from ..logs import fields
+from .copyformat import Column, CopyRows, Kind, Payload
 from .errors import BatchRejected, FailureReason, IngestError
 from .mapping import INJECTED_COLUMNS, Mapping
 from .sources import Opener
@@ -121,34 +122,6 @@ class _Stage:
     message: str | None = None
 
 
-def copy_text(frame: Any) -> bytes:
-    """A DataFrame as the body of `COPY ... FROM STDIN` in PostgreSQL's text format: tab-separated, `\\N`
-    for NULL, backslash, tab and line breaks escaped in text columns, booleans as `1` and `0`. (PostgreSQL
-    reads it a little faster than CSV: no quotes to look for.)"""
-    import polars as pl
-
-    special = r"[\\\t\n\r]"
-    texts = [name for name, kind in frame.schema.items() if kind == pl.String]
-    flagged = frame.select(pl.col(texts).str.contains(special).any()).row(0) if texts else ()
-    escaped = frame.with_columns(
-        *(
-            pl.col(name).str.replace_many(["\\", "\t", "\n", "\r"], ["\\\\", "\\t", "\\n", "\\r"])
-            for name, needed in zip(texts, flagged, strict=True)
-            if needed
-        ),
-        pl.col(pl.Boolean).cast(pl.UInt8),
-    )
-    text: str = escaped.write_csv(
-        include_header=False,
-        separator="\t",
-        quote_style="never",
-        null_value="\\N",
-        datetime_format="%Y-%m-%d %H:%M:%S%.f",
-        date_format="%Y-%m-%d",
-    )
-    return text.encode()
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -217,6 +190,38 @@ def check_tables(conn: psycopg.Connection[Any], mapping: Mapping) -> None:
             )
 
 
+def column_types(conn: psycopg.Connection[Any], table: sql.Identifier) -> dict[str, str]:
+    """A table's columns and their types, as `format_type()` names them."""
+    rows = conn.execute(
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        (table.as_string(conn),),
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def copy_rows(conn: psycopg.Connection[Any], mapping: Mapping) -> tuple[CopyRows, CopyRows]:
+    """How a mapping's rows are `COPY`-ed into its staging table and into its final table."""
+    mapped: list[tuple[str, Kind]] = [(c, mapping.coercion(c).type) for c in mapping.db_columns]
+    staging: list[tuple[str, Kind]] = [
+        ("batch_id", "uuid"),
+        ("datasource_id", "int"),
+        ("row_number", "int"),
+        ("raw", "record"),
+        *mapped,
+        ("errors", "json"),
+        ("valid", "bool"),
+        ("loaded_to_final", "bool"),
+    ]
+    final: list[tuple[str, Kind]] = [("datasource_id", "int"), *mapped, ("source_batch_id", "uuid")]
+    staging_types = column_types(conn, sql.Identifier(mapping.staging_table))
+    final_types = column_types(conn, sql.Identifier(mapping.target_table))
+    return (
+        CopyRows([Column(name, kind, staging_types.get(name, "")) for name, kind in staging]),
+        CopyRows([Column(name, kind, final_types.get(name, "")) for name, kind in final]),
+    )
+
+
 # -- one batch ------------------------------------------------------------------------------------------
 
 
@@ -233,7 +238,7 @@ class _Staged:
 class _Part:
     """The rows of one chunk bound for the final table."""
 
-    payload: bytes  # COPY text: datasource_id, the mapped columns, source_batch_id
+    payload: Payload  # COPY rows: datasource_id, the mapped columns, source_batch_id
     rows: int
     bounds: dict[str, tuple[Any, Any]]
 
@@ -338,6 +343,7 @@ class Pipeline:
         self.incoming = sql.Identifier(f"incoming_{mapping.target_table}"[:63])
         self.final_columns = ["datasource_id", *mapping.db_columns, "source_batch_id"]
         self._types: dict[str, str] | None = None
+        self._copies: tuple[CopyRows, CopyRows] | None = None
 
     def run(self, batch: BatchInput) -> BatchResult:
         staging = _StagingTransaction(self.staging_conn)
@@ -440,17 +446,8 @@ class Pipeline:
         valid ones to the final table, each through a thread and a connection of its own."""
         import polars as pl
 
-        columns = [
-            "batch_id",
-            "datasource_id",
-            "row_number",
-            "raw",
-            *self.mapping.db_columns,
-            "errors",
-            "valid",
-            "loaded_to_final",
-        ]
-        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(self.staging, _ident(*columns))
+        rows = self._copy_rows()[0]
+        constants = {"batch_id": batch_id, "datasource_id": datasource_id}
         started = _now()
         transform_seconds = 0.0
         keys = self._dedupe_keys()
@@ -465,9 +462,10 @@ class Pipeline:
             lambda part: self._load_part(batch_id, datasource_id, part, loaded), "final-load"
         )
         try:
-            with self.staging_conn.cursor() as cursor, cursor.copy(copy) as writer:
-                sender: _Worker[bytes] = _Worker(writer.write, "staging-copy")
+            with self.staging_conn.cursor() as cursor, cursor.copy(rows.statement(self.staging)) as writer:
+                sender: _Worker[Payload] = _Worker(writer.write, "staging-copy")
                 try:
+                    sender.put(rows.header)
                     for chunk in source.chunks:
                         begun = time.perf_counter()
                         done = transform(chunk, self.mapping, source.columns)
@@ -483,17 +481,13 @@ class Pipeline:
                             result.rows_duplicate += superseded.len()
                             valid = valid.filter(pl.col("row_number").is_in(superseded.implode()).not_())
                             frame = _mark_superseded(frame, superseded, on_columns)
-                        staged_rows = frame.select(
-                            pl.lit(str(batch_id)).alias("batch_id"),
-                            pl.lit(datasource_id).alias("datasource_id"),
-                            pl.all(),
-                        )
-                        sender.put(copy_text(staged_rows))
+                        sender.put(rows.encode(frame, constants))
                         part = self._part(valid, batch_id, datasource_id, keys)
                         spans.append(part.bounds)
                         transform_seconds += time.perf_counter() - begun
                         if part.rows:
                             loader.put(part)
+                    sender.put(rows.trailer)
                 except BaseException:
                     sender.close(failed=True)
                     raise
@@ -543,12 +537,9 @@ class Pipeline:
             low = valid.select(pl.col(k).min() for k in keys).row(0)
             high = valid.select(pl.col(k).max() for k in keys).row(0)
             bounds = {k: (lo, hi) for k, lo, hi in zip(keys, low, high, strict=True)}
-        payload = valid.select(
-            pl.lit(datasource_id).alias("datasource_id"),
-            *self.mapping.db_columns,
-            pl.lit(str(batch_id)).alias("source_batch_id"),
-        )
-        return _Part(copy_text(payload), valid.height, bounds)
+        constants = {"datasource_id": datasource_id, "source_batch_id": batch_id}
+        payload = self._copy_rows()[1].encode(valid.select(self.mapping.db_columns), constants)
+        return _Part(payload, valid.height, bounds)
 
     # -- load -------------------------------------------------------------------------------------
 
@@ -666,12 +657,20 @@ class Pipeline:
         keys = self.mapping.conflict_resolution.on_columns
         return json.dumps([f"duplicate of another row of the batch on ({', '.join(keys)})"])
 
-    def _copy_into(self, table: sql.Identifier, payload: bytes) -> int:
-        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(table, _ident(*self.final_columns))
+    def _copy_into(self, table: sql.Identifier, payload: Payload) -> int:
+        rows = self._copy_rows()[1]
         with self.conn.cursor() as cursor:
-            with cursor.copy(statement) as copy:
+            with cursor.copy(rows.statement(table)) as copy:
+                copy.write(rows.header)
                 copy.write(payload)
+                copy.write(rows.trailer)
             return max(cursor.rowcount, 0)
+
+    def _copy_rows(self) -> tuple[CopyRows, CopyRows]:
+        """How rows are `COPY`-ed into staging and into the final table (and the incoming table, its like)."""
+        if self._copies is None:
+            self._copies = copy_rows(self.conn, self.mapping)
+        return self._copies
 
     def _incoming(self, *, empty: bool) -> sql.Identifier:
         """The session's incoming table, shaped like the final table, emptied at every commit."""
@@ -721,12 +720,7 @@ class Pipeline:
 
     def _column_types(self) -> dict[str, str]:
         if self._types is None:
-            rows = self.conn.execute(
-                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-                (self.target.as_string(self.conn),),
-            ).fetchall()
-            self._types = {str(name): str(kind) for name, kind in rows}
+            self._types = column_types(self.conn, self.target)
         return self._types
 
     def _range(

@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from ..logs import fields, redact
-from . import schema
+from . import retention, schema
 from .config import IngestConfig, IngestSummary, RunFigures
 from .connectors import Context, create
 from .connectors.base import read_credentials
@@ -167,7 +167,8 @@ def run_once(
     with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
         check_tables(conn, mapping)
         pipeline = Pipeline(conn, mapping, staging_conn)
-        sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
+        figures = RunFigures(staging_rows_pruned=retention.prune(conn, config, mapping))
+        sink = DatabaseSink(conn, pipeline, config.connector, figures=figures, on_batch=on_batch)
         connector = create(context)
         try:
             connector.run(sink)
@@ -203,7 +204,11 @@ def watch(
         pipeline = Pipeline(conn, mapping, staging_conn)
         sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
         connector = create(context)
+        pruned_at: float | None = None
         while not context.stop.is_set():
+            if pruned_at is None or time.monotonic() - pruned_at >= retention.WATCH_INTERVAL_SECONDS:
+                retention.prune(conn, config, mapping)
+                pruned_at = time.monotonic()
             before = sink.figures
             connector.run(sink)
             if on_scan is not None:

@@ -1,8 +1,8 @@
 """Validate and transform a chunk of source records column by column (polars expressions, no row loop).
 
 Input: a DataFrame whose columns are the source's (all text) plus `ROW` (the record's number in the
-batch). Output: the staging columns — `row_number`, `raw` (the record's values as a PostgreSQL `text[]`
-literal, in the source's column order), one column per mapped
+batch). Output: the staging columns — `row_number`, `raw` (the record's values, a struct of text in the
+source's column order: staging's `text[]`), one column per mapped
 database column with its coerced value, `errors` (a JSON array of messages) and `valid` — and, per check,
 how many records failed it with a few examples.
 
@@ -371,27 +371,6 @@ def _number_text(expr: pl.Expr) -> pl.Expr:
     return expr.cast(pl.String)
 
 
-def text_array(columns: Sequence[str]) -> pl.Expr:
-    """The values of `columns` as a PostgreSQL `text[]` literal: `{12.5,"a \\"quoted\\" value",NULL}`.
-
-    A value is double-quoted only when it must be (empty, `NULL`, blank at either end, or holding one of
-    `{},"\\`); inside quotes `"` and `\\` take a backslash. Fewer bytes for PostgreSQL to read."""
-    items = []
-    for name in columns:
-        value = pl.col(name).cast(pl.String)
-        escaped = value.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-        items.append(
-            pl.when(value.is_null())
-            .then(pl.lit("NULL"))
-            .when(value.str.contains(r'(?i)^$|^\s|\s$|[{},"\\]|^null$'))
-            .then(pl.format('"{}"', escaped))
-            .otherwise(value)
-        )
-    if not items:
-        return pl.lit("{}")
-    return pl.concat_str([pl.lit("{"), pl.concat_str(items, separator=","), pl.lit("}")])
-
-
 def _checks(mapping: Mapping) -> list[tuple[str, str | None, pl.Expr, pl.Expr]]:
     """Per check: its name, its column, whether a row fails it, and the row's message when it does."""
     checks: list[tuple[str, str | None, pl.Expr, pl.Expr]] = []
@@ -456,7 +435,7 @@ def transform(chunk: pl.DataFrame, mapping: Mapping, source_columns: Sequence[st
 
     staged = chunk.select(
         pl.col(ROW).cast(pl.Int64).alias("row_number"),
-        text_array([c for c in source_columns if c in present]).alias("raw"),
+        pl.struct(pl.col(c).cast(pl.String) for c in source_columns if c in present).alias("raw"),
         *[texts[c].alias(f"__text_{c}") for c in mapping.db_columns],
     )
     values: list[pl.Series | pl.Expr] = []
