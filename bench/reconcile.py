@@ -226,6 +226,7 @@ def _findings(
     busy = _cpu(s) / (float(s["seconds"]) * cores)
     paused, alone = diagnosis["apply_with_operator_paused"], diagnosis["operator_alone"]
     lag = float(s["all_statuses_seconds"]) - float(s["kubectl_apply_seconds"])
+    floor = (_cpu(paused) + _cpu(alone)) / cores
     by_request = ", ".join(
         f"{key} {count:g}" for key, count in requests.items() if not key.startswith("WATCH")
     )
@@ -246,6 +247,15 @@ def _findings(
         f"{s['kubectl_cpu_seconds']:.1f} s: {busy:.0%} of the {cores} cores over the batch. During the "
         f"ConfigMap batch: kube-apiserver {b['kube_apiserver_cpu_seconds']:.1f} s, kubectl "
         f"{b['kubectl_cpu_seconds']:.1f} s.",
+        "What bounds the ratio: the work is CPU-bound on this machine's cores (the control plane, the "
+        "operator and kubectl share them). The apply alone and the operator alone used "
+        f"{_cpu(paused):.1f} + {_cpu(alone):.1f} s of CPU (all processes): even spread perfectly over "
+        f"{cores} cores, that is {floor:.1f} s, {floor / float(b['seconds']):.1f} times the ConfigMaps' "
+        f"{b['seconds']:.1f} s. The ExportJobs' own apply ({_cpu(paused):.1f} s of CPU against "
+        f"{_cpu(b):.1f} s for the ConfigMaps) costs more: a custom resource is decoded, pruned and validated "
+        "against its schema (CEL rules included) as JSON, where a ConfigMap is a compiled-in type. The "
+        "operator's share is one ServiceAccount, one Job, one status patch and "
+        "one Event per ExportJob, plus the Job controller's status update and Event for each Job.",
         "API requests per ExportJob (all clients, watches left out, counted until the cluster was idle "
         f"again): {s['api_requests_per_object']:.1f}, against {b['api_requests_per_object']:.1f} per "
         f"ConfigMap. By verb and resource: {by_request}.",
