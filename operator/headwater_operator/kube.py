@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import kubernetes
@@ -12,9 +13,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 FIELD_MANAGER = "headwater-operator"
-# Handlers run in this many threads; the client keeps as many connections open, so that no thread has to
-# open (and TLS-handshake) a connection of its own for every request when all of them are busy.
+# The threads that make blocking API calls: kopf's synchronous handlers and the status refreshes of child
+# events share them. The client keeps as many connections open, so that no thread has to open (and
+# TLS-handshake) a connection of its own for every request when all of them are busy.
 HANDLER_THREADS = 16
+EXECUTOR = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="headwater-api")
 
 
 @functools.cache

@@ -269,6 +269,30 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     assert sorted(jobs) == [f"crash-{index}-export-1" for index in range(3)]
 
 
+def test_an_export_deleted_and_applied_again_runs_again(setup: ExportSetup) -> None:
+    manifest = setup.manifest("again", tasks=[{"name": "agency", "select": "SELECT 1"}])
+    setup.kubectl.apply(manifest)
+    setup.wait_ready("again")
+    first_run = setup.kubectl.get_json("job", "again-export-1")["metadata"]["uid"]
+    first_owner = setup.kubectl.get_json("exportjob", "again")["metadata"]["uid"]
+    setup.kubectl.delete("exportjob", "again", wait=True)
+    setup.kubectl.apply(manifest)
+
+    def rerun() -> dict[str, Any] | None:
+        # The earlier run's Job keeps the name until the garbage collector deletes it: the new ExportJob
+        # must wait for it, then run its own instead of reporting the old one's result.
+        job = setup.kubectl.get_or_none("job", "again-export-1")
+        owner = setup.kubectl.get_json("exportjob", "again")
+        if job is None or job["metadata"]["uid"] == first_run:
+            return None
+        conditions = {c["type"]: c["status"] for c in (owner.get("status") or {}).get("conditions") or ()}
+        return owner if conditions.get("Ready") == "True" else None
+
+    again = poll(rerun, timeout=120, message="the ExportJob applied again did not run again")
+    assert again["metadata"]["uid"] != first_owner
+    assert again["status"]["phase"] == "Succeeded"
+
+
 def test_unreachable_destination_is_retried_then_fails(setup: ExportSetup) -> None:
     manifest = setup.manifest("nowhere", backoffLimit=1)
     manifest["spec"]["destination"]["s3"]["endpoint"] = "http://127.0.0.1:9"

@@ -2,6 +2,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import kopf
 import pytest
 from headwater_operator import kube
 from headwater_operator.handlers.children import OwnedChildren
@@ -52,6 +53,10 @@ def test_a_job_that_exists_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> 
     assert ensure(built, known) == existing
 
 
+def owned_by(uid: str) -> dict[str, Any]:
+    return {"ownerReferences": [{"apiVersion": "headwater.dev/v1alpha1", "kind": "ExportJob", "uid": uid}]}
+
+
 def test_a_new_job_is_created_and_other_children_are_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str]] = []
 
@@ -66,5 +71,13 @@ def test_a_new_job_is_created_and_other_children_are_applied(monkeypatch: pytest
     monkeypatch.setattr(kube, "apply", recorder("apply"))
     known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
     for kind in ("ServiceAccount", "Job", "CronJob"):
-        ensure({"kind": kind, "metadata": {"name": "daily-export-2"}}, known)
+        ensure({"kind": kind, "metadata": {"name": "daily-export-2", **owned_by("u-2")}}, known)
     assert calls == [("apply", "ServiceAccount"), ("create", "Job"), ("apply", "CronJob")]
+
+
+def test_a_job_left_by_a_deleted_namesake_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    leftover = {"kind": "Job", "metadata": {"name": "daily-export-1", **owned_by("deleted")}}
+    monkeypatch.setattr(kube, "create", lambda manifest: leftover)
+    known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
+    with pytest.raises(kopf.TemporaryError, match="still being deleted"):
+        ensure({"kind": "Job", "metadata": {"name": "daily-export-1", **owned_by("recreated")}}, known)

@@ -2,7 +2,7 @@ import dataclasses
 from typing import Any
 
 from headwater_operator.bounded import BoundedMap
-from headwater_operator.handlers.children import OwnedChildren
+from headwater_operator.handlers.children import ChildIndexes, OwnedChildren
 from headwater_operator.handlers.owners import WrittenStatuses, newer, trimmed
 
 
@@ -61,6 +61,17 @@ def test_a_status_written_since_the_watch_delivered_the_owner_is_used() -> None:
     assert fresh["metadata"]["resourceVersion"] == "11"
 
 
+def test_a_spec_changed_since_the_watched_copy_comes_with_its_generation() -> None:
+    written = WrittenStatuses()
+    watched = export_job("10", {"reason": "Suspended"})
+    changed = export_job("12", {"reason": "Exporting"})
+    changed["metadata"]["generation"] = 2
+    changed["spec"] = {"tasks": [{"name": "new"}]}
+    written.record(changed)
+    fresh = written.freshest(watched)
+    assert (fresh["metadata"]["generation"], fresh["spec"]) == (2, {"tasks": [{"name": "new"}]})
+
+
 def test_a_watch_that_caught_up_wins_over_an_older_write() -> None:
     written = WrittenStatuses()
     written.record(export_job("11", {"reason": "Suspended"}))
@@ -100,3 +111,24 @@ def test_children_just_applied_count_until_the_watch_brings_newer_ones() -> None
     versions = {j["metadata"]["name"]: j["metadata"]["resourceVersion"] for j in updated.jobs}
     assert versions == {"a": "5", "b": "4", "c": "6"}
     assert indexed.jobs[1]["metadata"]["resourceVersion"] == "3", "the index's own lists are not changed"
+
+
+def test_children_left_by_a_deleted_namesake_are_not_the_new_owners() -> None:
+    def child(name: str, refs: list[dict[str, str]]) -> dict[str, Any]:
+        return {"metadata": {"name": name, "ownerReferences": refs}}
+
+    ours = {"apiVersion": "headwater.dev/v1alpha1", "kind": "ExportJob", "uid": "new"}
+    theirs = {**ours, "uid": "old"}
+    by_cronjob = {"apiVersion": "batch/v1", "kind": "CronJob", "uid": "c-1"}
+    key = ("data", "headwater.dev/exportjob", "daily")
+    jobs = {
+        key: [
+            child("daily-export-1", [theirs]),
+            child("daily-export-2", [ours]),
+            child("run-1", [by_cronjob]),
+        ]
+    }
+    empty: dict[Any, list[dict[str, Any]]] = {}
+    indexes = ChildIndexes(jobs, empty, empty, empty, empty, empty)  # type: ignore[arg-type]
+    names = [job["metadata"]["name"] for job in indexes.owned(*key, "new").jobs]
+    assert names == ["daily-export-2", "run-1"]

@@ -74,16 +74,31 @@ class ChildIndexes:
     def _of(index: Children, key: ChildKey) -> list[dict[str, Any]]:
         return list(index.get(key, []))
 
-    def owned(self, namespace: str, label: str, name: str) -> OwnedChildren:
+    def owned(self, namespace: str, label: str, name: str, uid: str) -> OwnedChildren:
+        """The children of the owner `name` with this `uid`: those an earlier owner of the same name left
+        (the garbage collector has yet to delete them) are not its."""
         key = (namespace, label, name)
+
+        def of(index: Children) -> list[dict[str, Any]]:
+            return [child for child in self._of(index, key) if not _of_another_owner(child, uid)]
+
         return OwnedChildren(
-            jobs=self._of(self.jobs, key),
-            cronjobs=self._of(self.cronjobs, key),
-            deployments=self._of(self.deployments, key),
-            pods=self._of(self.pods, key),
-            roles=self._of(self.roles, key),
-            rolebindings=self._of(self.rolebindings, key),
+            jobs=of(self.jobs),
+            cronjobs=of(self.cronjobs),
+            deployments=of(self.deployments),
+            pods=of(self.pods),
+            roles=of(self.roles),
+            rolebindings=of(self.rolebindings),
         )
+
+
+def _of_another_owner(child: Mapping[str, Any], uid: str) -> bool:
+    """Whether the child belongs to a Headwater resource other than the one with this uid. A child of a
+    child (a CronJob's Job, a Job's pod) refers to its direct owner only and is not judged here."""
+    return any(
+        str(ref.get("apiVersion", "")).startswith(f"{GROUP}/") and ref.get("uid") != uid
+        for ref in (child.get("metadata") or {}).get("ownerReferences") or ()
+    )
 
 
 @dataclass(frozen=True)

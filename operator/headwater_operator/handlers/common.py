@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import zlib
@@ -64,7 +66,17 @@ def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
         return kube.apply(child)
     name = child["metadata"]["name"]
     existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
-    return dict(existing) if existing is not None else kube.create(child)
+    if existing is not None:
+        return dict(existing)
+    created = kube.create(child)
+    owners = {ref.get("uid") for ref in created["metadata"].get("ownerReferences") or ()}
+    if not owners & {ref["uid"] for ref in child["metadata"]["ownerReferences"]}:
+        # A resource deleted and created again under the same name: its predecessor's Job keeps the name
+        # until the garbage collector has deleted it.
+        raise kopf.TemporaryError(
+            f"Job {name} of an earlier resource of this name is still being deleted", delay=5
+        )
+    return created
 
 
 def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None:
@@ -104,9 +116,15 @@ async def refresh_on_child_event(
     indexes = ChildIndexes.of(kwargs)
     label = label_key(kind)
     current = watched(kwargs[f"headwater_{plural}"], namespace, owner)
-    await asyncio.to_thread(
-        refresh, plural, current, lambda body: derive(body, indexes.owned(namespace, label, owner))
+    # In the handlers' threads (and their connections), with kopf's context: Events are posted through it.
+    call = functools.partial(
+        contextvars.copy_context().run,
+        refresh,
+        plural,
+        current,
+        lambda body: derive(body, indexes.owned(namespace, label, owner, body["metadata"]["uid"])),
     )
+    await asyncio.get_running_loop().run_in_executor(kube.EXECUTOR, call)
 
 
 def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:

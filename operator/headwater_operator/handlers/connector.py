@@ -71,7 +71,7 @@ def retire_stale_children(
 
 
 def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
-    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
+    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name, owner.uid)
 
 
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:

@@ -47,7 +47,7 @@ def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
 
 def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndexes, logger: Logger) -> None:
     """Stop what an earlier spec started: its unfinished Job, or a CronJob that is no longer wanted."""
-    children = indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
+    children = owned(indexes, owner)
     if (
         spec.schedule is None
         and children.cronjobs
@@ -71,7 +71,7 @@ def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndex
 
 
 def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
-    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name)
+    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name, owner.uid)
 
 
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:

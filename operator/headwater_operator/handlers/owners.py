@@ -82,12 +82,14 @@ class WrittenStatuses:
             self._entries.put(entry["metadata"]["uid"], entry)
 
     def freshest(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        """`body` with the status this process wrote since, if the watch has not delivered it yet."""
+        """`body`, or the object as this process last wrote it if the watch has not delivered that yet."""
         uid = (body.get("metadata") or {}).get("uid")
         written = self._entries.get(uid) if uid else None
         if written is None or newer(body, written) is body:
             return body
-        return {**body, "status": written["status"], "metadata": written["metadata"]}
+        # The whole object as written, spec included: a spec changed since the watch's copy comes with its
+        # generation, never the old spec with the new generation.
+        return written
 
 
 WRITTEN = WrittenStatuses()

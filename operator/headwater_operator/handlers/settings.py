@@ -22,4 +22,4 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    settings.execution.max_workers = kube.HANDLER_THREADS
+    settings.execution.executor = kube.EXECUTOR
