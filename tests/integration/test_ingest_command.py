@@ -142,7 +142,9 @@ def test_credentials_never_reach_logs_or_the_message(database: str, tmp_path: Pa
 # -- S3 file sources ---------------------------------------------------------------------------------------
 
 
-def s3_env(endpoint: str, bucket: str, database: str, prefix: str = "incoming") -> dict[str, str]:
+def s3_env(
+    endpoint: str, bucket: str, database: str, prefix: str = "incoming", max_object_bytes: int | None = None
+) -> dict[str, str]:
     """The environment of an S3 file connector's pod: the config, the DSN and the access key pair."""
     config = IngestConfig.model_validate(
         {
@@ -158,6 +160,7 @@ def s3_env(endpoint: str, bucket: str, database: str, prefix: str = "incoming") 
                     "forcePathStyle": True,
                     "processedPrefix": "processed",
                     "rejectedPrefix": "rejected",
+                    "maxObjectBytes": max_object_bytes,
                 }
             },
         }
@@ -232,6 +235,33 @@ def test_a_bad_s3_object_is_moved_to_rejected_with_its_reason(
     assert (note["file"], note["reason"]) == ("no-time.csv", "MissingColumns")
     assert note["batchId"]
     assert note["rejectedAt"]
+
+
+@pytest.mark.s3
+def test_an_s3_object_over_the_size_limit_is_rejected_unread_and_the_next_one_loads(
+    database: str, tmp_path: Path, s3: S3Server, bucket: str
+) -> None:
+    client = s3.client()
+    big = (CSV + "".join(f"2024-01-02 {h:02d}:00,{h}\n" for h in range(24))).encode()
+    limit = len(CSV.encode()) + 10
+    assert len(big) > limit
+    # Listed first (older, or of the same second and first by name): what comes after it still loads.
+    client.put_object(Bucket=bucket, Key="incoming/big.csv", Body=big)
+    client.put_object(Bucket=bucket, Key="incoming/later.csv", Body=CSV.encode())
+    env = s3_env(s3.endpoint_url, bucket, database, max_object_bytes=limit)
+    code, message, stdout, stderr = worker("run", env, tmp_path)
+    assert code == 0, f"an oversized object is an outcome, not a failure: {stderr}"
+    assert (message["rowsLoaded"], message["batches"]) == (2, 1)
+    assert [json.loads(text)["source"] for text in stdout.splitlines()] == [
+        f"s3://{bucket}/incoming/later.csv"
+    ]
+    stored = objects(s3, bucket)
+    assert sorted(stored) == ["processed/later.csv", "rejected/big.csv", "rejected/big.csv.rejected.json"]
+    assert stored["rejected/big.csv"] == big
+    note = json.loads(stored["rejected/big.csv.rejected.json"])
+    assert (note["file"], note["reason"], note["batchId"]) == ("big.csv", "FileTooLarge", None)
+    assert f"{len(big)} bytes" in note["message"]
+    assert f"{limit} bytes" in note["message"]
 
 
 @pytest.mark.s3

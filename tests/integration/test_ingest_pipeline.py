@@ -18,7 +18,7 @@ import pytest
 from headwater_worker.ingest import retention, schema
 from headwater_worker.ingest.config import IngestConfig, IngestSummary
 from headwater_worker.ingest.errors import IngestError
-from headwater_worker.ingest.mapping import shipped
+from headwater_worker.ingest.mapping import mappings_dir, shipped
 from headwater_worker.ingest.pipeline import Pipeline
 from headwater_worker.ingest.runner import run_once
 from psycopg import sql
@@ -659,3 +659,60 @@ def test_a_failed_pruning_is_logged_and_the_run_goes_on(
         conn.execute("ALTER TABLE staging_elsewhere RENAME TO staging_energy_hourly")
     assert "staging rows could not be pruned" in caplog.text
     assert ingest.run().run.staging_rows_pruned == 24, "left for the next run"
+
+
+def test_a_changed_staging_table_keeps_the_old_batches_rows_for_the_old_mapping(ingest: Ingest) -> None:
+    """Same dataset, another staging table: each run prunes only the batches staged in its own table."""
+    ingest.drop("old.csv", hourly_rows(24))
+    ingest.run()
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        conn.execute("CREATE UNLOGGED TABLE staging_energy_v2 (LIKE staging_energy_hourly INCLUDING ALL)")
+    text = (mappings_dir() / "energy_hourly.yaml").read_text()
+    line = "staging_table: staging_energy_hourly\n"
+    assert line in text
+    moved = ingest.root / "energy_v2.yaml"
+    moved.write_text(text.replace(line, "staging_table: staging_energy_v2\n"))
+    v2 = {"path": str(moved)}
+    ingest.drop("new.csv", hourly_rows(24, start_hour=100))
+    run_once(ingest.config(v2), ingest.dsn, ingest.root / "no-credentials")
+    old, new = batch_of(ingest, "old.csv"), batch_of(ingest, "new.csv")
+    assert ingest.scalar("SELECT metadata ->> 'stagingTable' FROM ingest_batch WHERE id = %s", old) == (
+        "staging_energy_hourly"
+    )
+    assert ingest.scalar("SELECT count(*) FROM staging_energy_v2 WHERE batch_id = %s", new) == 24
+    backdate(ingest, old, 8)
+    backdate(ingest, new, 8)
+
+    summary = run_once(ingest.config(v2, stagingRetentionDays=7), ingest.dsn, ingest.root / "no-credentials")
+    assert summary.run.staging_rows_pruned == 24
+    assert ingest.scalar("SELECT count(*) FROM staging_energy_v2") == 0
+    assert staged_rows(ingest, old) == 24, "the old table's rows are not the new mapping's to prune"
+    pruned = ingest.query("SELECT id FROM ingest_batch WHERE metadata ? 'stagingPruned'")
+    assert pruned == [(new,)], "the old batch is not marked pruned while its rows remain"
+
+    assert ingest.run(stagingRetentionDays=7).run.staging_rows_pruned == 24, "the old mapping prunes them"
+    assert staged_rows(ingest, old) == 0
+
+
+def test_a_batch_not_naming_its_staging_table_is_pruned_only_where_its_rows_are(ingest: Ingest) -> None:
+    ingest.drop("here.csv", hourly_rows(24))
+    ingest.run()
+    ingest.drop("elsewhere.csv", hourly_rows(24, start_hour=100))
+    ingest.run()
+    here, elsewhere = batch_of(ingest, "here.csv"), batch_of(ingest, "elsewhere.csv")
+    with psycopg.connect(ingest.dsn, autocommit=True) as conn:
+        # As recorded before batches named their staging table; the second one's rows are in another table.
+        conn.execute("UPDATE ingest_batch SET metadata = metadata - 'stagingTable'")
+        conn.execute("CREATE UNLOGGED TABLE staging_elsewhere (LIKE staging_energy_hourly INCLUDING ALL)")
+        conn.execute(
+            "WITH gone AS (DELETE FROM staging_energy_hourly WHERE batch_id = %s RETURNING *) "
+            "INSERT INTO staging_elsewhere SELECT * FROM gone",
+            (elsewhere,),
+        )
+    backdate(ingest, here, 8)
+    backdate(ingest, elsewhere, 8)
+
+    assert ingest.run(stagingRetentionDays=7).run.staging_rows_pruned == 24
+    assert staged_rows(ingest, here) == 0
+    assert ingest.scalar("SELECT count(*) FROM staging_elsewhere") == 24
+    assert ingest.query("SELECT id FROM ingest_batch WHERE metadata ? 'stagingPruned'") == [(here,)]

@@ -131,7 +131,7 @@ def test_only_a_watcher_gets_a_token_and_a_role_to_write_its_own_status() -> Non
             "apiGroups": ["headwater.dev"],
             "resources": ["connectors/status"],
             "resourceNames": ["farm"],
-            "verbs": ["get", "patch"],
+            "verbs": ["patch"],
         }
     ]
     for grant in (role, binding):
@@ -217,6 +217,19 @@ def test_an_s3_file_source_hands_over_its_prefixes_and_takes_its_keys_from_the_s
     )
     assert (location.processed_folder, location.rejected_folder) == ("meters/done/", "rejected/")
     assert "credentials" not in env["HEADWATER_INGEST_CONFIG"], "the Secret stays out of the config"
+
+
+def test_an_s3_file_source_downloads_no_object_larger_than_a_third_of_the_pods_tmp() -> None:
+    _, cronjob = build.children(OWNER, spec(file={"s3": {"bucket": "landing"}}), CONFIG)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [tmp] = [volume for volume in pod["volumes"] if volume["name"] == "tmp"]
+    assert tmp["emptyDir"]["sizeLimit"] == "1Gi"
+    config = IngestConfig.from_env(env_of(cronjob)["HEADWATER_INGEST_CONFIG"])
+    assert config.file is not None
+    assert config.file.s3 is not None
+    # The object and the UTF-8 copy of a Latin-1 CSV (up to twice its size) fit in /tmp.
+    assert config.file.s3.max_object_bytes == (1 << 30) // 3
+    assert 3 * config.file.s3.max_object_bytes <= 1 << 30
 
 
 def test_an_s3_file_source_without_a_secret_uses_ambient_credentials() -> None:

@@ -12,6 +12,10 @@ from ..config import OperatorConfig
 
 API_VERSION = "headwater.dev/v1alpha1"
 WORKER_TMP_VOLUME = "tmp"
+# The size limit of the worker's /tmp (an emptyDir): the kubelet evicts a pod that writes more. An S3 file
+# source downloads each object there, and a Latin-1 CSV needs a UTF-8 copy beside it.
+WORKER_TMP_GIB = 1
+WORKER_TMP_BYTES = WORKER_TMP_GIB << 30
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def worker_pod_spec(
                 },
             }
         ],
-        "volumes": [{"name": WORKER_TMP_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}, *volumes],
+        "volumes": [{"name": WORKER_TMP_VOLUME, "emptyDir": {"sizeLimit": f"{WORKER_TMP_GIB}Gi"}}, *volumes],
     }
     if config.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": name} for name in config.image_pull_secrets]

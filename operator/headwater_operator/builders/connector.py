@@ -13,6 +13,7 @@ from ..api.common import GROUP
 from ..api.connector import KIND, ConnectorSpec, FileSource
 from ..config import OperatorConfig
 from .common import (
+    WORKER_TMP_BYTES,
     Owner,
     s3_credentials_env,
     s3_location,
@@ -30,6 +31,9 @@ CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix
 BACKOFF_LIMIT = 3
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
+# The largest S3 object the worker downloads to its /tmp: the object, and the UTF-8 copy a Latin-1 CSV needs
+# beside it (at most twice its size: each byte above 0x7F takes two), fit. A larger one is rejected unread.
+MAX_S3_OBJECT_BYTES = WORKER_TMP_BYTES // 3
 
 
 class InvalidSpecError(ValueError):
@@ -110,6 +114,7 @@ def _file_config(source: FileSource) -> dict[str, Any]:
             **s3_location(source.s3),
             "processedPrefix": source.processed_path,
             "rejectedPrefix": source.rejected_path,
+            "maxObjectBytes": MAX_S3_OBJECT_BYTES,
         }
         return settings
     assert source.volume is not None
@@ -248,7 +253,7 @@ def deployment(owner: Owner, spec: ConnectorSpec, config: OperatorConfig) -> dic
 
 
 def status_writer_role(owner: Owner) -> dict[str, Any]:
-    """`get` and `patch` on this one Connector's status, nothing else: what a watcher needs to write its
+    """`patch` on this one Connector's status, nothing else: what a watcher needs to write its
     figures. The operator can grant it without `escalate` because it holds the same permission."""
     return {
         "apiVersion": RBAC_API_VERSION,
@@ -259,7 +264,7 @@ def status_writer_role(owner: Owner) -> dict[str, Any]:
                 "apiGroups": [GROUP],
                 "resources": [f"{KIND.plural}/status"],
                 "resourceNames": [owner.name],
-                "verbs": ["get", "patch"],
+                "verbs": ["patch"],
             }
         ],
     }

@@ -38,6 +38,12 @@ class S3FileConfig(S3Location):
 
     processed_prefix: str = Field(min_length=1, description="relative to the bucket's root")
     rejected_prefix: str = Field(min_length=1, description="relative to the bucket's root")
+    max_object_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="a larger object is rejected without being downloaded: what the worker's /tmp holds, "
+        "set by the operator; absent: no limit",
+    )
 
     @property
     def processed_folder(self) -> str:

@@ -798,7 +798,8 @@ class Pipeline:
                 result.rows_loaded,
                 result.quality_score,
                 raw_columns or None,
-                json.dumps(batch.metadata, default=str),
+                # The staging table names where the batch's rows are, for retention to prune them there.
+                json.dumps({**batch.metadata, "stagingTable": self.mapping.staging_table}, default=str),
                 started,
             ),
         )

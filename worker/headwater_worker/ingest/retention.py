@@ -8,8 +8,10 @@ also keeps later runs from looking for its rows again.
 
 Rows go in chunks, each its own transaction, so that no statement holds its row locks, or the oldest
 snapshot the server must keep, for long. Only the staging table of the connector's mapping is pruned, for
-the batches of that mapping's dataset: batches loaded under an earlier mapping keep their rows until a run
-with that mapping.
+the batches of that mapping's dataset whose rows went to that table (each batch's registry row names it in
+its metadata, `stagingTable`): batches loaded under an earlier mapping with another staging table keep their
+rows until a run with that mapping. A batch recorded before `stagingTable` was (its table unknown) is pruned
+only once rows of its own turn up in the current table; until then it is looked at again on every run.
 """
 
 from __future__ import annotations
@@ -31,16 +33,28 @@ CHUNK_ROWS = 20_000  # each chunk holds its locks for milliseconds: a million ro
 WATCH_INTERVAL_SECONDS = 3600
 
 
-def expired_batches(conn: psycopg.Connection[Any], connector: str, dataset: str, days: int) -> list[Any]:
-    """The connector's batches of `dataset` that started more than `days` days ago and still have their
-    staging rows, oldest first."""
+def expired_batches(
+    conn: psycopg.Connection[Any], connector: str, dataset: str, table: str, days: int
+) -> list[tuple[Any, bool]]:
+    """The connector's batches of `dataset` staged in `table`, or in a table not recorded, that started
+    more than `days` days ago and still have their staging rows, oldest first: (id, whether the batch
+    records its staging table)."""
     rows = conn.execute(
-        "SELECT id FROM ingest_batch WHERE connector = %s AND dataset = %s "
+        "SELECT id, metadata ? 'stagingTable' FROM ingest_batch WHERE connector = %s AND dataset = %s "
+        "AND coalesce(metadata ->> 'stagingTable', %s) = %s "
         "AND started_at < now() - make_interval(days => %s) AND NOT metadata ? 'stagingPruned' "
         "ORDER BY started_at",
-        (connector, dataset, days),
+        (connector, dataset, table, table, days),
     ).fetchall()
-    return [row[0] for row in rows]
+    return [(row[0], bool(row[1])) for row in rows]
+
+
+def has_rows(conn: psycopg.Connection[Any], table: sql.Identifier, batch_id: Any) -> bool:
+    """Whether `table` holds staging rows of the batch (batch ids are unique: they can be no other's)."""
+    row = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT FROM {table} WHERE batch_id = %s)").format(table=table), (batch_id,)
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def delete_batch_rows(
@@ -80,7 +94,13 @@ def prune_staging(
     if days == 0:
         return 0
     table = sql.Identifier(mapping.staging_table)
-    batches = expired_batches(conn, connector, mapping.dataset, days)
+    # A batch that does not name its staging table is pruned here only if its rows are here: they may be
+    # in the table of an earlier mapping, which marking it pruned would leave behind for good.
+    batches = [
+        batch
+        for batch, recorded in expired_batches(conn, connector, mapping.dataset, mapping.staging_table, days)
+        if recorded or has_rows(conn, table, batch)
+    ]
     deleted = sum(delete_batch_rows(conn, table, batch, chunk_rows=chunk_rows) for batch in batches)
     if batches:
         log.info(

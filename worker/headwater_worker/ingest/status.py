@@ -3,7 +3,7 @@
 A scheduled run reports its totals in its termination message; a watcher never terminates. After every
 scan that loaded or refused a file it therefore merge-patches the connector's totals, and the time of that
 load, into the Connector's status itself, through the status subresource, as its own ServiceAccount (the
-operator grants it `get` and `patch` on that one Connector's status, nothing else). Only those fields are
+operator grants it `patch` on that one Connector's status, nothing else). Only those fields are
 sent: the phase and conditions belong to the operator. A write that fails is logged and tried again after
 the next scan; it never stops ingestion.
 """

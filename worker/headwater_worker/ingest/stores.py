@@ -5,7 +5,10 @@ processed or rejected folder afterwards — a folder of the same volume, a prefi
 
 A file on a volume is ready once its size and modification time have not changed for `stableSeconds`: a
 writer may still be copying it. An S3 object needs no such wait: a PutObject or a completed multipart
-upload makes it appear whole, at once, so an object that is listed is complete.
+upload makes it appear whole, at once, so an object that is listed is complete. An object is downloaded to
+the pod's /tmp, whose size is limited: one listed as larger than `maxObjectBytes` is not downloaded but
+refused (`TooLarge`), to be moved to the rejected prefix like any refused file, rather than fill /tmp and
+get the pod evicted on every run.
 
 Moving an S3 object is a copy, a check of the copy (HeadObject: its size, and the ETag the copy answered),
 and only then the deletion of the original: nothing is deleted unless its copy is stored. Permissions the
@@ -30,7 +33,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from .. import s3
 from .config import FileConfig, S3FileConfig
-from .errors import FailureReason, IngestError
+from .errors import BatchRejected, FailureReason, IngestError
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -55,6 +58,17 @@ class Changed(Exception):  # noqa: N818 - an outcome of a scan, not an error of 
     version is left for the next scan."""
 
 
+class TooLarge(BatchRejected):
+    """The object is larger than the worker may download: refused unread, moved to the rejected folder."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            "FileTooLarge",
+            f"the object holds {size} bytes, more than the {limit} bytes the worker may download "
+            f"(its temporary space is limited): split it into smaller files",
+        )
+
+
 class Store(Protocol):
     def arrivals(self) -> list[Arrival]:
         """The files directly in the incoming folder whose names match `include`, oldest first."""
@@ -63,7 +77,7 @@ class Store(Protocol):
         """Whether the file is complete (waiting a little to find out, if need be)."""
 
     def local(self, arrival: Arrival) -> AbstractContextManager[Path]:
-        """The file as a local path, for as long as the context lasts."""
+        """The file as a local path, for as long as the context lasts; `TooLarge` when it cannot be."""
 
     def move(self, arrival: Arrival, outcome: Outcome, note: str | None = None) -> str:
         """Move the file to the processed or rejected folder, never overwriting (a name already taken
@@ -186,6 +200,7 @@ class S3Store:
             "rejected": location.rejected_folder,
         }
         self.include = include
+        self.max_bytes = location.max_object_bytes
         self.client = client if client is not None else s3.client(location)
 
     def uri(self, key: str) -> str:
@@ -215,7 +230,10 @@ class S3Store:
     @contextlib.contextmanager
     def local(self, arrival: Arrival) -> Iterator[Path]:
         """Downloaded to a private temporary folder (the pod's writable /tmp), block by block so that memory
-        stays bounded, under its own name (the readers go by its suffix); removed afterwards."""
+        stays bounded, under its own name (the readers go by its suffix); removed afterwards. An object listed
+        as larger than `maxObjectBytes` is refused (`TooLarge`) before anything is downloaded."""
+        if self.max_bytes is not None and arrival.size > self.max_bytes:
+            raise TooLarge(arrival.size, self.max_bytes)
         with tempfile.TemporaryDirectory(prefix="headwater-ingest-") as scratch:
             path = Path(scratch) / arrival.name
             with _s3_errors(f"GetObject {arrival.uri}"), path.open("wb") as out:

@@ -17,7 +17,7 @@ from pathlib import Path
 from ...logs import fields
 from ..pipeline import BatchInput, BatchResult
 from ..sources import file_chunks, inspect_file
-from ..stores import Arrival, Changed, S3Store, Store, VolumeStore
+from ..stores import Arrival, Changed, S3Store, Store, TooLarge, VolumeStore
 from .base import Context, Sink
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,14 @@ class FileConnector:
                 log.info("file still changing: left for the next scan", extra=fields(file=arrival.name))
                 continue
             try:
-                with self.store.local(arrival) as path:
-                    result = sink.load(self.batch(arrival, path))
+                try:
+                    with self.store.local(arrival) as path:
+                        result = sink.load(self.batch(arrival, path))
+                except TooLarge as refusal:
+                    # Refused before it was read: no batch, the note says why.
+                    result = BatchResult(
+                        None, "rejected", arrival.uri, reason=refusal.reason, message=refusal.message
+                    )
                 self.finish(arrival, result)
             except Changed as change:
                 log.info(
