@@ -20,10 +20,11 @@ import pytest
 from headwater_worker.export import pipeline
 from headwater_worker.export.config import FailureReason, VolumeDestinationSpec
 from headwater_worker.export.destinations import Upload, VolumeDestination
-from headwater_worker.export.errors import ExportError, Terminated
+from headwater_worker.export.errors import ExportError
 from headwater_worker.export.gzipstream import deflate_block
 from headwater_worker.export.naming import file_name
 from headwater_worker.export.pipeline import BlockPipeline, blocks
+from headwater_worker.process import Terminated
 
 NAME = file_name("t", datetime(2025, 1, 1, tzinfo=UTC))
 KIB = 1024

@@ -15,17 +15,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 from pydantic import ValidationError
 
-from .. import logs, s3
 from ..logs import fields, redact
+from ..process import Terminated, worker_process
 from .config import CONFIG_ENV, DATABASE_URL_ENV, ErrorInfo, ExportConfig, FailureReason, TaskResult
-from .errors import ConfigurationError, ExportError, Terminated
+from .errors import ConfigurationError, ExportError
 from .report import print_line, termination_log_path, termination_message, write_termination_message
 from .runner import TaskOutcome, run_tasks
 from .tasks import resolve_tasks
@@ -68,23 +66,10 @@ def _narrow(config: ExportConfig, only: list[str] | None) -> ExportConfig:
     return config.model_copy(update={"only": list(dict.fromkeys(only))})
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    logs.setup()
-    s3.redact_credentials(env)
-    redact.add_dsn(env.get(DATABASE_URL_ENV))
-    previous = {
-        signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with worker_process(env, env.get(DATABASE_URL_ENV)):
         return _run(args, env)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:

@@ -21,10 +21,3 @@ class ExportError(Exception):
 class ConfigurationError(ExportError):
     def __init__(self, message: str) -> None:
         super().__init__(FailureReason.CONFIGURATION_ERROR, message)
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised from the SIGTERM/SIGINT handler, so that every open upload is aborted on the way out.
-
-    A KeyboardInterrupt, because psycopg then cancels the running query and leaves the connection usable
-    for the rollback, exactly as it does for Ctrl-C."""

@@ -28,15 +28,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType
 
 from pydantic import ValidationError
 
-from .. import logs, s3
 from ..logs import fields, redact
+from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
 from .config import (
     CONFIG_ENV,
@@ -47,7 +45,7 @@ from .config import (
     IngestConfig,
     IngestSummary,
 )
-from .errors import FailureReason, IngestError, Terminated
+from .errors import FailureReason, IngestError
 from .pipeline import BatchResult
 
 log = logging.getLogger("headwater_worker.ingest")
@@ -97,25 +95,12 @@ def print_batch(result: BatchResult) -> None:
 # -- entry point ------------------------------------------------------------------------------------------
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(signal.Signals(signum).name)
-
-
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
-    logs.setup()
-    s3.redact_credentials(env)
-    redact.add_dsn(env.get(DATABASE_URL_ENV))
-    previous = {
-        signum: signal.signal(signum, _raise_terminated) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
-    try:
+    with worker_process(env, env.get(DATABASE_URL_ENV)):
         if args.action == "migrate":
             return _migrate(env)
         return _run(env)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _dsn(env: Mapping[str, str]) -> str:

@@ -39,7 +39,3 @@ class BatchRejected(Exception):  # noqa: N818 - a refusal, not an error of the r
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-
-class Terminated(KeyboardInterrupt):
-    """Raised from the SIGTERM/SIGINT handler: psycopg cancels the running statement and rolls back."""
