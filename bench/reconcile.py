@@ -20,7 +20,6 @@ import resource
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 import yaml
 from headwater_localcluster import binaries
 from headwater_localcluster.control_plane import NODE_NAME, LocalCluster
+from headwater_localcluster.operator import spawn_operator
 from headwater_localcluster.services import pid_alive
 
 from .processes import cpu_delta, cpu_of
@@ -323,24 +323,7 @@ class ReconcileBench:
         names = [f"crd/{path.name.removesuffix('.yaml')}" for path in crds]
         self.kubectl("wait", *names, "--for=condition=Established", "--timeout=60s", timeout=90)
         log.info("starting the operator")
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        with self.operator_log.open("ab") as out:
-            self.operator = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "headwater_operator",
-                    "--standalone",
-                    "--log-format=plain",
-                    "--health-port=0",
-                    "--metrics-port=0",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.operator = spawn_operator(self.cluster.kubeconfig, self.operator_log)
 
     def _node_ready(self) -> bool:
         from kubernetes import client

@@ -6,9 +6,7 @@ runs against a demo table and the demo waits until it is Ready with its file in 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import yaml
 
 from . import binaries
 from .control_plane import LocalCluster, pid_alive
+from .operator import spawn_operator
 from .services import PostgresServer, S3Server
 
 REPO = binaries.GO_MODULE_DIR.parent
@@ -69,24 +68,7 @@ def _start_operator(cluster: LocalCluster) -> None:
     pid = state.pids.get(OPERATOR)
     if pid is not None and pid_alive(pid):
         return
-    log = (cluster.logs / "operator.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "headwater_operator",
-            "--standalone",
-            "--log-format=plain",
-            "--health-port=0",
-            "--metrics-port=0",
-        ],
-        env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
+    process = spawn_operator(cluster.kubeconfig, cluster.logs / "operator.log")
     state.pids[OPERATOR] = process.pid
     state.save()
 
