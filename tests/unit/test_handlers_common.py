@@ -57,7 +57,7 @@ def owned_by(uid: str) -> dict[str, Any]:
     return {"ownerReferences": [{"apiVersion": "headwater.dev/v1alpha1", "kind": "ExportJob", "uid": uid}]}
 
 
-def test_a_new_job_is_created_and_other_children_are_applied(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_and_service_accounts_are_created_the_rest_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str]] = []
 
     def recorder(verb: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -72,12 +72,13 @@ def test_a_new_job_is_created_and_other_children_are_applied(monkeypatch: pytest
     known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
     for kind in ("ServiceAccount", "Job", "CronJob"):
         ensure({"kind": kind, "metadata": {"name": "daily-export-2", **owned_by("u-2")}}, known)
-    assert calls == [("apply", "ServiceAccount"), ("create", "Job"), ("apply", "CronJob")]
+    assert calls == [("create", "ServiceAccount"), ("create", "Job"), ("apply", "CronJob")]
 
 
-def test_a_job_left_by_a_deleted_namesake_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    leftover = {"kind": "Job", "metadata": {"name": "daily-export-1", **owned_by("deleted")}}
+@pytest.mark.parametrize("kind", ["Job", "ServiceAccount"])
+def test_a_child_left_by_a_deleted_namesake_is_waited_for(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
+    leftover = {"kind": kind, "metadata": {"name": "daily-export-1", **owned_by("deleted")}}
     monkeypatch.setattr(kube, "create", lambda manifest: leftover)
     known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
-    with pytest.raises(kopf.TemporaryError, match="still being deleted"):
-        ensure({"kind": "Job", "metadata": {"name": "daily-export-1", **owned_by("recreated")}}, known)
+    with pytest.raises(kopf.TemporaryError, match=f"{kind} daily-export-1 .* still being deleted"):
+        ensure({"kind": kind, "metadata": {"name": "daily-export-1", **owned_by("recreated")}}, known)

@@ -54,46 +54,62 @@ def parsed_spec(model: type[SpecModel], body: Mapping[str, Any]) -> SpecModel:
     return parsed
 
 
+# Children created once and then left as they are. A Job's pod template cannot change once the Job exists
+# (one Job per spec generation), so an operator upgrade that builds it differently does not touch a Job that
+# exists; a ServiceAccount holds nothing but its owner's identity, which never changes.
+CREATED_ONCE = ("Job", "ServiceAccount")
+
+
 def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
     """Make a child exist as built; the object as stored.
 
-    A Job's pod template cannot change once it is created, so a Job (one per spec generation) is created
-    once and then left as it is; an operator upgrade that builds it differently does not touch a Job that
-    exists. Every other child is server-side applied, which converges it to the spec and changes nothing
-    when it already matches.
+    Every child but those created once is server-side applied, which converges it to the spec and changes
+    nothing when it already matches.
     """
-    if child["kind"] != "Job":
+    kind = child["kind"]
+    if kind not in CREATED_ONCE:
         return kube.apply(child)
     name = child["metadata"]["name"]
+    # Jobs are indexed: one that exists needs no request at all.
     existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
-    if existing is not None:
+    if kind == "Job" and existing is not None:
         return dict(existing)
     created = kube.create(child)
     owners = {ref.get("uid") for ref in created["metadata"].get("ownerReferences") or ()}
     if not owners & {ref["uid"] for ref in child["metadata"]["ownerReferences"]}:
-        # A resource deleted and created again under the same name: its predecessor's Job keeps the name
-        # until the garbage collector has deleted it.
+        # A resource deleted and created again under the same name: its predecessor's children keep their
+        # names until the garbage collector has deleted them.
         raise kopf.TemporaryError(
-            f"Job {name} of an earlier resource of this name is still being deleted", delay=5
+            f"{kind} {name} of an earlier resource of this name is still being deleted", delay=5
         )
     return created
 
 
-def refresh(plural: str, body: Mapping[str, Any] | None, derive: Derive) -> None:
+def refresh(plural: str, body: Mapping[str, Any], derive: Derive) -> None:
     """Derive the resource's status from what its children say, and write it if it changed.
 
-    `body` is the resource as a handler or the owners' index last saw it (None: it is gone); the status
-    this process wrote since is taken into account.
+    `body` is the resource as a handler or the owners' index last saw it; the status this process wrote
+    since is taken into account.
     """
-    if body is None:
-        return
     meta = body["metadata"]
     with refresh_lock(plural, meta["namespace"], meta["name"]):
         current = WRITTEN.freshest(body)
-        if current["metadata"].get("deletionTimestamp"):
-            return
-        outcome, extra = derive(current)
-        write_status(plural, current, outcome, extra)
+        change = status_change(current, derive)
+        if change is not None:
+            write_status(plural, current, *change)
+
+
+def status_change(body: Mapping[str, Any], derive: Derive) -> tuple[Outcome, dict[str, Any]] | None:
+    """The outcome derived for the resource and the status patch it takes; None when its status says so
+    already (or it is being deleted)."""
+    if body["metadata"].get("deletionTimestamp"):
+        return None
+    outcome, extra = derive(body)
+    previous = body.get("status") or {}
+    patch = conditions.status_patch(previous, outcome, int(body["metadata"].get("generation") or 1), extra)
+    if all(previous.get(key) == value for key, value in patch.items()):
+        return None
+    return outcome, patch
 
 
 DeriveFromChildren = Callable[[Mapping[str, Any], OwnedChildren], tuple[Outcome, Mapping[str, Any]]]
@@ -116,26 +132,28 @@ async def refresh_on_child_event(
     indexes = ChildIndexes.of(kwargs)
     label = label_key(kind)
     current = watched(kwargs[f"headwater_{plural}"], namespace, owner)
+    if current is None:
+        return
+
+    def derive_owned(body: Mapping[str, Any]) -> tuple[Outcome, Mapping[str, Any]]:
+        return derive(body, indexes.owned(namespace, label, owner, body["metadata"]["uid"]))
+
+    # Deriving is quick and most child events change nothing (a Job's controller confirming what the
+    # operator created): those end here. Only while no refresh of this resource is under way, though, as
+    # one in progress may be writing what was derived from older children.
+    lock = refresh_lock(plural, namespace, owner)
+    if not lock.locked() and status_change(WRITTEN.freshest(current), derive_owned) is None:
+        return
     # In the handlers' threads (and their connections), with kopf's context: Events are posted through it.
-    call = functools.partial(
-        contextvars.copy_context().run,
-        refresh,
-        plural,
-        current,
-        lambda body: derive(body, indexes.owned(namespace, label, owner, body["metadata"]["uid"])),
-    )
+    call = functools.partial(contextvars.copy_context().run, refresh, plural, current, derive_owned)
     await asyncio.get_running_loop().run_in_executor(kube.EXECUTOR, call)
 
 
-def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, extra: Mapping[str, Any]) -> None:
-    """Merge-patch the status if it changed, and post an Event when the phase or reason is news."""
+def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, patch: Mapping[str, Any]) -> None:
+    """Merge-patch the status, and post an Event when the phase or reason is news."""
     meta = body["metadata"]
-    previous = body.get("status") or {}
-    patch = conditions.status_patch(previous, outcome, int(meta.get("generation") or 1), extra)
-    if all(previous.get(key) == value for key, value in patch.items()):
-        return
     WRITTEN.record(kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch))
-    if conditions.transitioned(previous, outcome):
+    if conditions.transitioned(body.get("status"), outcome):
         kopf.event(
             kopf.Body(cast(kopf.RawBody, body)),
             type="Warning" if outcome.state == "stalled" else "Normal",
