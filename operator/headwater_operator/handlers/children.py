@@ -22,15 +22,18 @@ ChildKey = tuple[str, str, str]
 Children = kopf.Index[ChildKey, dict[str, Any]]
 
 
-def _by_owner(
-    namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
-) -> dict[ChildKey, dict[str, Any]]:
-    """A child under each `headwater.dev/<kind>` label it carries: the owner's kind and name."""
+async def _by_owner(namespace: str | None, body: kopf.Body, **_: Any) -> dict[ChildKey, dict[str, Any]]:
+    """A child under each `headwater.dev/<kind>` label it carries: the owner's kind and name.
+
+    Asynchronous only so that kopf calls it on its event loop: a plain function would be sent through the
+    thread pool and back, for microseconds of work, at every event of every child."""
     if not namespace:
         return {}
-    return {
-        (namespace, key, value): dict(body) for key, value in labels.items() if key.startswith(f"{GROUP}/")
-    }
+    # One shallow copy of the whole body, read as plain dicts: this runs for every event of every child,
+    # and kopf's views resolve each key they are asked for again.
+    child = dict(body)
+    labels: Mapping[str, str] = child["metadata"].get("labels") or {}
+    return {(namespace, key, value): child for key, value in labels.items() if key.startswith(f"{GROUP}/")}
 
 
 # group, version and plural of every kind of child; each gets an index named `headwater_<plural>`.

@@ -33,9 +33,10 @@ def trimmed(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _by_name(
+async def _by_name(
     namespace: str | None, name: str | None, body: kopf.Body, **_: Any
 ) -> dict[tuple[str, str], Any]:
+    # Asynchronous so that kopf runs it on its event loop, not through the thread pool (see `_by_owner`).
     if not namespace or not name:
         return {}
     return {(namespace, name): trimmed(body)}
