@@ -1,29 +1,32 @@
-"""The operator's Kubernetes API access: one configured client, plain JSON over REST.
+"""The operator's Kubernetes API access: plain JSON over one asynchronous HTTP session.
 
-Requests go through the `kubernetes` client's configured connection pool (its kubeconfig or in-cluster
-authentication, TLS and proxies), but bodies are plain dicts in and out: the generated API classes and the
-dynamic client would turn each response into model objects only for the operator to turn them back into
-dicts, which at hundreds of reconciles a second is a good part of the operator's CPU.
+The connection settings (server, TLS, client certificate, token, proxy) come from the `kubernetes`
+package's configuration loading, in a pod the ServiceAccount's and elsewhere the current kubeconfig
+context's. The requests go through aiohttp on kopf's event loop: a handler awaits its requests instead of
+blocking a thread for them, and bodies are dicts in and out, never the generated client's model objects.
+At hundreds of reconciles a second, the thread-pool round trips and the synchronous client's per-request
+work were most of what the operator itself spent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import ssl
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import kubernetes
-from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
+from kubernetes.client import Configuration
+from kubernetes.client.rest import should_bypass_proxies
 
 FIELD_MANAGER = "headwater-operator"
-# The threads that make blocking API calls: kopf's synchronous handlers and the status refreshes of child
-# events share them. The client keeps as many connections open, so that no thread has to open (and
-# TLS-handshake) a connection of its own for every request when all of them are busy.
-HANDLER_THREADS = 16
-EXECUTOR = ThreadPoolExecutor(max_workers=HANDLER_THREADS, thread_name_prefix="headwater-api")
+REQUEST_TIMEOUT_SECONDS = 30
+# Requests in flight at once; more wait for a free connection.
+CONNECTIONS = 32
 
 # Every kind of child the operator writes, by (apiVersion, kind): its plural. All are namespaced.
 PLURALS = {
@@ -38,12 +41,13 @@ PLURALS = {
 Json = dict[str, Any]
 
 
-class ApiError(ApiException):
-    """A request the API server refused, told in one line: its status, reason and the server's message
-    (not the response headers the client's own exception prints)."""
+class ApiError(Exception):
+    """A request the API server refused, told in one line: its status, reason and the server's message."""
 
     def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(status=status, reason=reason)
+        super().__init__(status, reason, message)
+        self.status = status
+        self.reason = reason
         self.message = message
 
     def __str__(self) -> str:
@@ -61,15 +65,98 @@ class ApiError(ApiException):
 
 
 @functools.cache
-def api_client() -> ApiClient:
+def configuration() -> Configuration:
     """In a pod the ServiceAccount's token; elsewhere the current kubeconfig context."""
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
-    configuration = kubernetes.client.Configuration.get_default_copy()
-    configuration.connection_pool_maxsize = HANDLER_THREADS
-    return ApiClient(configuration)
+    return Configuration.get_default_copy()
+
+
+def ssl_context(config: Configuration) -> ssl.SSLContext | bool:
+    if not config.verify_ssl:
+        return False
+    context = ssl.create_default_context(cafile=config.ssl_ca_cert)
+    if config.cert_file:
+        context.load_cert_chain(config.cert_file, config.key_file)
+    return context
+
+
+@dataclass
+class Connection:
+    """One session per event loop: aiohttp's sessions and connections belong to the loop that made them."""
+
+    loop: asyncio.AbstractEventLoop
+    session: aiohttp.ClientSession
+    config: Configuration
+    # The server's URL, which may have a path of its own (an API proxy's), without the trailing slash.
+    server: str
+    proxy: str | None
+
+    @classmethod
+    def open(cls) -> Connection:
+        config = configuration()
+        bypassed = should_bypass_proxies(config.host, config.no_proxy or "")
+        proxy = config.proxy if config.proxy and not bypassed else None
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl_context(config), limit=CONNECTIONS),
+            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            headers={"Accept": "application/json", "User-Agent": FIELD_MANAGER},
+        )
+        return cls(asyncio.get_running_loop(), session, config, config.host.rstrip("/"), proxy)
+
+    def headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Content-Type": content_type} if content_type else {}
+        # Asked at every request: a token that expires (in a pod, or from an exec plugin) is refreshed here.
+        token = self.config.get_api_key_with_prefix("BearerToken", alias="authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+
+_connection: Connection | None = None
+
+
+def connection() -> Connection:
+    global _connection
+    if _connection is None or _connection.loop is not asyncio.get_running_loop():
+        _connection = Connection.open()
+    return _connection
+
+
+async def close() -> None:
+    """Close the session of the running loop (at the operator's shutdown)."""
+    global _connection
+    if _connection is not None and _connection.loop is asyncio.get_running_loop():
+        await _connection.session.close()
+        _connection = None
+
+
+async def request(
+    method: str,
+    path: str,
+    *,
+    body: Mapping[str, Any] | None = None,
+    content_type: str = "application/json",
+    query: Mapping[str, str] | None = None,
+) -> Json:
+    """One API request; the response body as a dict. Raises `ApiError` (with its status) otherwise."""
+    conn = connection()
+    async with conn.session.request(
+        method,
+        conn.server + path,
+        params=dict(query or {}),
+        # JSON is YAML too: server-side apply takes the same serialization.
+        data=json.dumps(body) if body is not None else None,
+        headers=conn.headers(content_type if body is not None else None),
+        proxy=conn.proxy,
+        server_hostname=conn.config.tls_server_name or None,
+    ) as response:
+        data = await response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiError.of(response.status, response.reason or "", data)
+    return dict(json.loads(data))
 
 
 def collection_path(api_version: str, plural: str, namespace: str) -> str:
@@ -85,38 +172,10 @@ def object_path(api_version: str, kind: str, namespace: str, name: str) -> str:
     return f"{collection_path(api_version, plural, namespace)}/{name}"
 
 
-def request(
-    method: str,
-    path: str,
-    *,
-    body: Mapping[str, Any] | None = None,
-    content_type: str = "application/json",
-    query: Mapping[str, str] | None = None,
-) -> Json:
-    """One API request; the response body as a dict. Raises `ApiError` (with its status) otherwise."""
-    client = api_client()
-    headers = {"Accept": "application/json"}
-    if body is not None:
-        headers["Content-Type"] = content_type
-    method, url, headers, _, _ = client.param_serialize(
-        method,
-        path,
-        query_params=list((query or {}).items()),
-        header_params=headers,
-        auth_settings=["BearerToken"],
-    )
-    # The body goes to the REST layer as it is: it serializes it once, as JSON (which is YAML too).
-    response = client.call_api(method, url, headers, body=dict(body) if body is not None else None)
-    data = response.read()
-    if not 200 <= response.status <= 299:
-        raise ApiError.of(response.status, response.reason, data)
-    return dict(json.loads(data))
-
-
-def apply(manifest: Mapping[str, Any]) -> Json:
+async def apply(manifest: Mapping[str, Any]) -> Json:
     """Create or update a child by server-side apply: applying the same manifest twice changes nothing."""
     metadata = manifest["metadata"]
-    return request(
+    return await request(
         "PATCH",
         object_path(manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"]),
         body=manifest,
@@ -125,22 +184,24 @@ def apply(manifest: Mapping[str, Any]) -> Json:
     )
 
 
-def create(manifest: Mapping[str, Any]) -> Json:
+async def create(manifest: Mapping[str, Any]) -> Json:
     """Create a child; when one of that name exists already, return it as it is."""
     metadata = manifest["metadata"]
     path = object_path(manifest["apiVersion"], manifest["kind"], metadata["namespace"], metadata["name"])
     try:
-        return request("POST", path.rsplit("/", 1)[0], body=manifest, query={"fieldManager": FIELD_MANAGER})
+        return await request(
+            "POST", path.rsplit("/", 1)[0], body=manifest, query={"fieldManager": FIELD_MANAGER}
+        )
     except ApiError as error:
         if error.status != 409:
             raise
-    return request("GET", path)
+    return await request("GET", path)
 
 
-def delete_if_present(api_version: str, kind: str, namespace: str, name: str) -> bool:
+async def delete_if_present(api_version: str, kind: str, namespace: str, name: str) -> bool:
     """Delete a child with background propagation; False when it was already gone."""
     try:
-        request(
+        await request(
             "DELETE",
             object_path(api_version, kind, namespace, name),
             body={"propagationPolicy": "Background"},
@@ -152,12 +213,12 @@ def delete_if_present(api_version: str, kind: str, namespace: str, name: str) ->
     return True
 
 
-def patch_status(
+async def patch_status(
     group: str, version: str, plural: str, namespace: str, name: str, status: Mapping[str, Any]
 ) -> Json:
     """Merge-patch `.status` through the status subresource (the operator never writes `spec`); returns
     the object as stored."""
-    return request(
+    return await request(
         "PATCH",
         f"{collection_path(f'{group}/{version}', plural, namespace)}/{name}/status",
         body={"status": dict(status)},

@@ -23,14 +23,14 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
 def measured(kind: str) -> Callable[[Handler], Handler]:
-    """Count and time a handler; exceptions are counted and re-raised for kopf to retry."""
+    """Count and time an (asynchronous) handler; exceptions are counted and re-raised for kopf to retry."""
 
     def decorate(handler: Handler) -> Handler:
         @functools.wraps(handler)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                result = handler(*args, **kwargs)
+                result = await handler(*args, **kwargs)
             except Exception as error:
                 RECONCILES.labels(kind, "error").inc()
                 RECONCILE_ERRORS.labels(kind, type(error).__name__).inc()

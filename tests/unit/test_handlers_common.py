@@ -1,5 +1,5 @@
-import threading
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kopf
@@ -30,15 +30,20 @@ def test_a_new_workload_is_news_even_without_status(kind: str) -> None:
     assert worth_a_refresh({"kind": kind, "metadata": {"name": "x"}, "status": {}})
 
 
-def test_one_resource_always_gets_the_same_lock() -> None:
-    lock = refresh_lock("exportjobs", "ns", "a")
-    assert lock is refresh_lock("exportjobs", "ns", "a")
-    assert isinstance(lock, type(threading.Lock()))
-    assert len({id(refresh_lock("exportjobs", "ns", f"n{i}")) for i in range(500)}) > 1
+def test_a_resource_refreshed_twice_at_once_shares_one_lock_while_it_is_held() -> None:
+    async def scenario() -> None:
+        lock = refresh_lock("exportjobs", "ns", "a")
+        async with lock:
+            assert refresh_lock("exportjobs", "ns", "a") is lock
+            assert refresh_lock("exportjobs", "ns", "a").locked()
+            assert not refresh_lock("exportjobs", "ns", "b").locked()
+            assert not refresh_lock("connectors", "ns", "a").locked()
+
+    asyncio.run(scenario())
 
 
 def test_a_job_that_exists_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_request(manifest: object) -> dict[str, object]:
+    async def no_request(manifest: object) -> dict[str, object]:
         raise AssertionError("an existing Job needs no request")
 
     monkeypatch.setattr(kube, "create", no_request)
@@ -50,7 +55,7 @@ def test_a_job_that_exists_is_left_as_it_is(monkeypatch: pytest.MonkeyPatch) -> 
     }
     known = OwnedChildren(jobs=[existing], cronjobs=[], deployments=[], pods=[])
     built = {"kind": "Job", "metadata": {"name": "daily-export-1"}, "spec": {"template": {"changed": True}}}
-    assert ensure(built, known) == existing
+    assert asyncio.run(ensure(built, known)) == existing
 
 
 def owned_by(uid: str) -> dict[str, Any]:
@@ -60,8 +65,8 @@ def owned_by(uid: str) -> dict[str, Any]:
 def test_jobs_and_service_accounts_are_created_the_rest_applied(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str]] = []
 
-    def recorder(verb: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
-        def record(manifest: dict[str, Any]) -> dict[str, Any]:
+    def recorder(verb: str) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        async def record(manifest: dict[str, Any]) -> dict[str, Any]:
             calls.append((verb, manifest["kind"]))
             return manifest
 
@@ -71,14 +76,19 @@ def test_jobs_and_service_accounts_are_created_the_rest_applied(monkeypatch: pyt
     monkeypatch.setattr(kube, "apply", recorder("apply"))
     known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
     for kind in ("ServiceAccount", "Job", "CronJob"):
-        ensure({"kind": kind, "metadata": {"name": "daily-export-2", **owned_by("u-2")}}, known)
+        asyncio.run(ensure({"kind": kind, "metadata": {"name": "daily-export-2", **owned_by("u-2")}}, known))
     assert calls == [("create", "ServiceAccount"), ("create", "Job"), ("apply", "CronJob")]
 
 
 @pytest.mark.parametrize("kind", ["Job", "ServiceAccount"])
 def test_a_child_left_by_a_deleted_namesake_is_waited_for(monkeypatch: pytest.MonkeyPatch, kind: str) -> None:
     leftover = {"kind": kind, "metadata": {"name": "daily-export-1", **owned_by("deleted")}}
-    monkeypatch.setattr(kube, "create", lambda manifest: leftover)
+
+    async def create(manifest: object) -> dict[str, Any]:
+        return leftover
+
+    monkeypatch.setattr(kube, "create", create)
     known = OwnedChildren(jobs=[], cronjobs=[], deployments=[], pods=[])
+    built = {"kind": kind, "metadata": {"name": "daily-export-1", **owned_by("recreated")}}
     with pytest.raises(kopf.TemporaryError, match=f"{kind} daily-export-1 .* still being deleted"):
-        ensure({"kind": kind, "metadata": {"name": "daily-export-1", **owned_by("recreated")}}, known)
+        asyncio.run(ensure(built, known))

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
-import threading
-import zlib
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -24,15 +21,21 @@ from .owners import WRITTEN, watched
 
 Logger = logging.Logger | logging.LoggerAdapter[Any]
 
-# A refresh reads the status, derives the new one and writes it. Two refreshes of one resource at once (its
-# handler and an event of its Job, say) would both read the old status and both write, posting the same
-# Event twice. One lock per resource name serialises them; a fixed set of striped locks bounds the memory.
-_REFRESH_LOCKS = tuple(threading.Lock() for _ in range(64))
+# A refresh reads the status, derives the new one and writes it, waiting for the API server in between. Two
+# refreshes of one resource at once (its handler and an event of its Job, say) would both read the old
+# status and both write, posting the same Event twice. One lock per resource serialises them; a lock lives
+# only as long as someone holds or awaits it.
+_REFRESH_LOCKS: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+    weakref.WeakValueDictionary()
+)
 
 
-def refresh_lock(plural: str, namespace: str, name: str) -> threading.Lock:
-    key = f"{plural}/{namespace}/{name}".encode()
-    return _REFRESH_LOCKS[zlib.crc32(key) % len(_REFRESH_LOCKS)]
+def refresh_lock(plural: str, namespace: str, name: str) -> asyncio.Lock:
+    key = (plural, namespace, name)
+    lock = _REFRESH_LOCKS.get(key)
+    if lock is None:
+        lock = _REFRESH_LOCKS[key] = asyncio.Lock()
+    return lock
 
 
 Derive = Callable[[Mapping[str, Any]], tuple[Outcome, Mapping[str, Any]]]
@@ -60,7 +63,7 @@ def parsed_spec(model: type[SpecModel], body: Mapping[str, Any]) -> SpecModel:
 CREATED_ONCE = ("Job", "ServiceAccount")
 
 
-def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
+async def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
     """Make a child exist as built; the object as stored.
 
     Every child but those created once is server-side applied, which converges it to the spec and changes
@@ -68,13 +71,13 @@ def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
     """
     kind = child["kind"]
     if kind not in CREATED_ONCE:
-        return kube.apply(child)
+        return await kube.apply(child)
     name = child["metadata"]["name"]
     # Jobs are indexed: one that exists needs no request at all.
     existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
     if kind == "Job" and existing is not None:
         return dict(existing)
-    created = kube.create(child)
+    created = await kube.create(child)
     owners = {ref.get("uid") for ref in created["metadata"].get("ownerReferences") or ()}
     if not owners & {ref["uid"] for ref in child["metadata"]["ownerReferences"]}:
         # A resource deleted and created again under the same name: its predecessor's children keep their
@@ -85,18 +88,18 @@ def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, Any]:
     return created
 
 
-def refresh(plural: str, body: Mapping[str, Any], derive: Derive) -> None:
+async def refresh(plural: str, body: Mapping[str, Any], derive: Derive) -> None:
     """Derive the resource's status from what its children say, and write it if it changed.
 
     `body` is the resource as a handler or the owners' index last saw it; the status this process wrote
     since is taken into account.
     """
     meta = body["metadata"]
-    with refresh_lock(plural, meta["namespace"], meta["name"]):
+    async with refresh_lock(plural, meta["namespace"], meta["name"]):
         current = WRITTEN.freshest(body)
         change = status_change(current, derive)
         if change is not None:
-            write_status(plural, current, *change)
+            await write_status(plural, current, *change)
 
 
 def status_change(body: Mapping[str, Any], derive: Derive) -> tuple[Outcome, dict[str, Any]] | None:
@@ -124,35 +127,28 @@ async def refresh_on_child_event(
     kwargs: Mapping[str, Any],
     derive: DeriveFromChildren,
 ) -> None:
-    """Refresh the owner of a child that changed, if the change can matter. Most events cannot (a child
-    the operator has just created, without status yet): they are dismissed here, without a trip through
-    the thread pool. `kwargs` are the handler's: kopf's indexes of owners and children are among them."""
+    """Refresh the owner of a child that changed, if the change can matter. `kwargs` are the handler's:
+    kopf's indexes of owners and children are among them."""
     if not namespace or not worth_a_refresh(child):
         return
-    indexes = ChildIndexes.of(kwargs)
-    label = label_key(kind)
     current = watched(kwargs[f"headwater_{plural}"], namespace, owner)
     if current is None:
         return
+    indexes = ChildIndexes.of(kwargs)
+    label = label_key(kind)
 
     def derive_owned(body: Mapping[str, Any]) -> tuple[Outcome, Mapping[str, Any]]:
         return derive(body, indexes.owned(namespace, label, owner, body["metadata"]["uid"]))
 
-    # Deriving is quick and most child events change nothing (a Job's controller confirming what the
-    # operator created): those end here. Only while no refresh of this resource is under way, though, as
-    # one in progress may be writing what was derived from older children.
-    lock = refresh_lock(plural, namespace, owner)
-    if not lock.locked() and status_change(WRITTEN.freshest(current), derive_owned) is None:
-        return
-    # In the handlers' threads (and their connections), with kopf's context: Events are posted through it.
-    call = functools.partial(contextvars.copy_context().run, refresh, plural, current, derive_owned)
-    await asyncio.get_running_loop().run_in_executor(kube.EXECUTOR, call)
+    await refresh(plural, current, derive_owned)
 
 
-def write_status(plural: str, body: Mapping[str, Any], outcome: Outcome, patch: Mapping[str, Any]) -> None:
+async def write_status(
+    plural: str, body: Mapping[str, Any], outcome: Outcome, patch: Mapping[str, Any]
+) -> None:
     """Merge-patch the status, and post an Event when the phase or reason is news."""
     meta = body["metadata"]
-    WRITTEN.record(kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch))
+    WRITTEN.record(await kube.patch_status(GROUP, VERSION, plural, meta["namespace"], meta["name"], patch))
     if conditions.transitioned(body.get("status"), outcome):
         kopf.event(
             kopf.Body(cast(kopf.RawBody, body)),

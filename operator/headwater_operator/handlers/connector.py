@@ -31,7 +31,7 @@ CONFIG = OperatorConfig.from_env()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @metrics.measured(KIND)
-def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
+async def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
     owner = Owner.of(KIND, body)
     parsed = parsed_spec(ConnectorSpec, body)
@@ -39,21 +39,21 @@ def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
         children = build.children(owner, parsed, CONFIG)
     except build.InvalidSpecError as invalid:
         # Nothing can run as asked: say so, and stop what an earlier spec started.
-        retire_stale_children(owner, indexes, logger, keep=())
+        await retire_stale_children(owner, indexes, logger, keep=())
         stalled = Outcome.stalled("Stalled", invalid.reason, invalid.message)
-        common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
+        await common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
         logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
         return
     known = owned(indexes, owner)
-    applied = [common.ensure(child, known) for child in children]
-    retire_stale_children(owner, indexes, logger, keep={child["kind"] for child in children})
-    common.refresh(
+    applied = [await common.ensure(child, known) for child in children]
+    await retire_stale_children(owner, indexes, logger, keep={child["kind"] for child in children})
+    await common.refresh(
         PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
     )
     logger.info("reconciled Connector %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
-def retire_stale_children(
+async def retire_stale_children(
     owner: Owner, indexes: ChildIndexes, logger: Logger, *, keep: Collection[str]
 ) -> None:
     """Delete the children of the kinds not in `keep`: a watcher replaces the CronJob and the other way
@@ -66,7 +66,11 @@ def retire_stale_children(
         (build.RBAC_API_VERSION, "RoleBinding", writer, children.rolebindings),
         (build.RBAC_API_VERSION, "Role", writer, children.roles),
     ):
-        if kind not in keep and present and kube.delete_if_present(api_version, kind, owner.namespace, name):
+        if (
+            kind not in keep
+            and present
+            and await kube.delete_if_present(api_version, kind, owner.namespace, name)
+        ):
             logger.info("deleted %s %s: the connector no longer runs that way", kind, name)
 
 

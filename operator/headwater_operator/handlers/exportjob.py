@@ -31,27 +31,29 @@ CONFIG = OperatorConfig.from_env()
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 @metrics.measured(KIND)
-def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
+async def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     indexes = ChildIndexes.of(kwargs)
     owner = Owner.of(KIND, body)
     parsed = parsed_spec(ExportJobSpec, body)
     children = build.children(owner, parsed, CONFIG)
     known = owned(indexes, owner)
-    applied = [common.ensure(child, known) for child in children]
-    retire_stale_children(owner, parsed, indexes, logger)
-    common.refresh(
+    applied = [await common.ensure(child, known) for child in children]
+    await retire_stale_children(owner, parsed, indexes, logger)
+    await common.refresh(
         PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
     )
     logger.info("reconciled ExportJob %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
 
-def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndexes, logger: Logger) -> None:
+async def retire_stale_children(
+    owner: Owner, spec: ExportJobSpec, indexes: ChildIndexes, logger: Logger
+) -> None:
     """Stop what an earlier spec started: its unfinished Job, or a CronJob that is no longer wanted."""
     children = owned(indexes, owner)
     if (
         spec.schedule is None
         and children.cronjobs
-        and kube.delete_if_present("batch/v1", "CronJob", owner.namespace, build.cronjob_name(owner))
+        and await kube.delete_if_present("batch/v1", "CronJob", owner.namespace, build.cronjob_name(owner))
     ):
         logger.info("deleted CronJob %s: the export no longer has a schedule", build.cronjob_name(owner))
     current = build.job_name(owner) if spec.schedule is None else None
@@ -66,7 +68,7 @@ def retire_stale_children(owner: Owner, spec: ExportJobSpec, indexes: ChildIndex
         )
         if name != current and not owned_by_cronjob and not finished:
             # Two runs of one export would race to delete the same rows.
-            kube.delete_if_present("batch/v1", "Job", owner.namespace, name)
+            await kube.delete_if_present("batch/v1", "Job", owner.namespace, name)
             logger.info("deleted unfinished Job %s of an earlier spec", name)
 
 

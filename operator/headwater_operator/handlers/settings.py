@@ -22,4 +22,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
-    settings.execution.executor = kube.EXECUTOR
+
+
+@kopf.on.cleanup()
+async def close_api_session(**_: Any) -> None:
+    await kube.close()

@@ -22,7 +22,7 @@ def _register(plural: str) -> None:
     @kopf.on.create(GROUP, VERSION, plural)
     @kopf.on.update(GROUP, VERSION, plural)
     @metrics.measured(plural)
-    def mark_not_implemented(
+    async def mark_not_implemented(
         body: kopf.Body, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
     ) -> None:
         patch.status.update(conditions.status_patch(status, NOT_IMPLEMENTED, int(meta.get("generation", 1))))
