@@ -86,6 +86,18 @@ def test_the_touch_annotation_is_not_part_of_what_kopf_compares() -> None:
             "spec": {"tasks": [{"name": "t"}]},
             "status": {"phase": "Pending"},
         },
+        {
+            "metadata": {
+                "name": "x",
+                "labels": {},
+                "annotations": {
+                    "kopf.zalando.org/last-handled-configuration": "{}",
+                    "other.example/kopf-managed": "yes",
+                    "other.example/reconcile": "{}",
+                },
+            },
+            "spec": {},
+        },
     ],
 )
 def test_the_essence_is_the_one_kopf_builds(raw: dict[str, Any]) -> None:

@@ -34,20 +34,36 @@ class LastHandledInMemory(kopf.DiffBaseStorage):
     def build(
         self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
     ) -> kopf.BodyEssence:
-        """kopf's essence of the object, without deep-copying what it throws away.
+        """kopf's essence of the object, built from the parts it keeps.
 
-        kopf deep-copies the whole object (managedFields, the last-applied annotation, the status) to
-        keep the spec, labels and annotations; on every event of every resource. The same essence is
-        built here from those parts alone.
+        kopf deep-copies the whole object (managedFields, the last-applied annotation, the status) to keep
+        the spec, labels and annotations, on every event of every resource; here only those are copied.
         """
         if extra_fields:
             return super().build(body=body, extra_fields=extra_fields)
-        annotations = {key: value for key, value in body.metadata.annotations.items() if key != LAST_APPLIED}
-        kept: dict[str, Any] = {
-            key: value for key, value in body.items() if key not in ("metadata", "status")
+        raw = dict(body)
+        essence: dict[str, Any] = {
+            key: _copied(value)
+            for key, value in raw.items()
+            if key not in ("apiVersion", "kind", "metadata", "status")
         }
-        kept["metadata"] = {"labels": dict(body.metadata.labels), "annotations": annotations}
-        return super().build(body=kopf.Body(cast(kopf.RawBody, kept)))
+        meta = raw.get("metadata") or {}
+        annotations: dict[str, str] = meta.get("annotations") or {}
+        # kopf's rule: other kopf-based operators' bookkeeping is not part of an object's essence.
+        ignored = [f"{prefix}/" for prefix in self._detect_marked_prefixes(annotations)]
+        kept = {
+            key: value
+            for key, value in annotations.items()
+            if key != LAST_APPLIED and not any(key.startswith(prefix) for prefix in ignored)
+        }
+        metadata = {
+            stanza: values
+            for stanza, values in (("labels", dict(meta.get("labels") or {})), ("annotations", kept))
+            if values
+        }
+        if metadata:
+            essence["metadata"] = metadata
+        return cast(kopf.BodyEssence, essence)
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         return self._essences.get(body.metadata.uid or "")
@@ -55,6 +71,15 @@ class LastHandledInMemory(kopf.DiffBaseStorage):
     def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
         if body.metadata.uid:
             self._essences.put(body.metadata.uid, essence)
+
+
+def _copied(value: Any) -> Any:
+    """A copy of a JSON value: what `copy.deepcopy` does for it, without its bookkeeping."""
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 class ProgressInMemory(kopf.ProgressStorage):
