@@ -9,6 +9,8 @@ import sys
 import kopf
 from prometheus_client import start_http_server
 
+from . import logs
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="headwater-operator", description=__doc__)
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         verbose=args.verbose,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.PLAIN,
     )
+    logs.configure(args.verbose)
     from . import handlers  # noqa: F401 - registers the handlers
 
     if args.metrics_port:
