@@ -101,6 +101,8 @@ class Connection:
         proxy = config.proxy if config.proxy and not bypassed else None
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ssl_context(config), limit=CONNECTIONS),
+            # The API server authenticates every request on its own and sets no cookies.
+            cookie_jar=aiohttp.DummyCookieJar(),
             timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
             headers={"Accept": "application/json", "User-Agent": FIELD_MANAGER},
         )
