@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import secrets
 import sys
 
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(args.verbose)
     from . import handlers  # noqa: F401 - registers the handlers
 
+    tune_garbage_collection()
+
     if args.metrics_port:
         start_http_server(args.metrics_port)
     kopf.run(
@@ -57,6 +60,20 @@ def main(argv: list[str] | None = None) -> int:
         liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None,
     )
     return 0
+
+
+# Python's default (a young-generation collection every 700 new objects) suits short scripts. Each watch
+# event decodes into hundreds of objects, so at hundreds of events a second the collector ran constantly,
+# and scanned kopf's indexes and caches with them: about a sixth of the operator's CPU. Reference counting
+# frees everything but cycles at once, so collecting less often costs little memory.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def tune_garbage_collection() -> None:
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, middle, old)
+    # What start-up created (modules, kopf's registry) lives as long as the process: no collection scans it.
+    gc.freeze()
 
 
 if __name__ == "__main__":
