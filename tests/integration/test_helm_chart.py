@@ -278,6 +278,8 @@ DENIED = [
     ("update", "exportjobs.headwater.dev"),
     ("create", "exportjobs.headwater.dev"),
     ("update", "deployments.apps"),
+    ("patch", "serviceaccounts"),
+    ("delete", "serviceaccounts"),
     ("create", "statefulsets.apps"),
     ("escalate", "roles.rbac.authorization.k8s.io"),
     ("bind", "roles.rbac.authorization.k8s.io"),

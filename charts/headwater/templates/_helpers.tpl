@@ -76,6 +76,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/*
 The namespaced rules of the operator: the same in the ClusterRole (cluster-wide) and in each Role
 (watchNamespaces). Secrets are deliberately absent: workloads receive them by Secret reference.
+ServiceAccounts: one per resource, created once; the garbage collector deletes them with their owner.
 Roles and RoleBindings: a watching Connector's worker gets `get` and `patch` on that Connector's status
 only; the operator may grant that without `escalate` or `bind` because it holds the permission itself.
 Pass a dict with "peering" set to the plural of the kopf peering resource of this mode.
@@ -100,8 +101,11 @@ Pass a dict with "peering" set to the plural of the kopf peering resource of thi
   resources: ["pods", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
-  resources: ["serviceaccounts", "configmaps"]
+  resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
