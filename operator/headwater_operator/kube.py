@@ -24,9 +24,11 @@ from kubernetes.client import Configuration
 from kubernetes.client.rest import should_bypass_proxies
 
 FIELD_MANAGER = "headwater-operator"
-REQUEST_TIMEOUT_SECONDS = 30
-# Requests in flight at once; more wait for a free connection.
+# Requests in flight at once; more wait for a free connection, for as long as it takes (at start-up every
+# resource is reconciled at once). Once connected, a request that hears nothing for this long fails.
 CONNECTIONS = 32
+CONNECT_TIMEOUT_SECONDS = 10
+READ_TIMEOUT_SECONDS = 30
 
 # Every kind of child the operator writes, by (apiVersion, kind): its plural. All are namespaced.
 PLURALS = {
@@ -103,7 +105,9 @@ class Connection:
             connector=aiohttp.TCPConnector(ssl=ssl_context(config), limit=CONNECTIONS),
             # The API server authenticates every request on its own and sets no cookies.
             cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
+            timeout=aiohttp.ClientTimeout(
+                total=None, sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS
+            ),
             headers={"Accept": "application/json", "User-Agent": FIELD_MANAGER},
         )
         return cls(asyncio.get_running_loop(), session, config, config.host.rstrip("/"), proxy)

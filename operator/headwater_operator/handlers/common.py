@@ -73,10 +73,11 @@ async def ensure(child: Mapping[str, Any], known: OwnedChildren) -> dict[str, An
     if kind not in CREATED_ONCE:
         return await kube.apply(child)
     name = child["metadata"]["name"]
-    # Jobs are indexed: one that exists needs no request at all.
-    existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
-    if kind == "Job" and existing is not None:
-        return dict(existing)
+    if kind == "Job":
+        # Jobs are indexed: one that exists needs no request at all.
+        existing = next((job for job in known.jobs if job["metadata"]["name"] == name), None)
+        if existing is not None:
+            return dict(existing)
     created = await kube.create(child)
     owners = {ref.get("uid") for ref in created["metadata"].get("ownerReferences") or ()}
     if not owners & {ref["uid"] for ref in child["metadata"]["ownerReferences"]}:
