@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
@@ -11,24 +10,21 @@ Value = TypeVar("Value")
 
 
 class BoundedMap(Generic[Key, Value]):
-    """A thread-safe mapping that forgets its least recently written entries beyond `capacity`."""
+    """A mapping that forgets its least recently written entries beyond `capacity`. Not locked: the operator
+    uses it from kopf's event loop only."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[Key, Value] = OrderedDict()
-        self._lock = threading.Lock()
 
     def get(self, key: Key) -> Value | None:
-        with self._lock:
-            return self._entries.get(key)
+        return self._entries.get(key)
 
     def put(self, key: Key, value: Value) -> None:
-        with self._lock:
-            self._entries[key] = value
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
 
     def pop(self, key: Key) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
+        self._entries.pop(key, None)

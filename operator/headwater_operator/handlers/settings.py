@@ -12,7 +12,7 @@ from .storage import LastHandledInMemory, ProgressInMemory
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # kopf's bookkeeping stays in this process: `.status` stays exactly what the CRD schema describes,
     # `.spec` is never touched (GitOps tools see no drift), and handling a change costs no extra write.
     settings.persistence.progress_storage = ProgressInMemory()
