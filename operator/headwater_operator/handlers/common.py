@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import kopf
@@ -14,6 +15,7 @@ from pydantic import BaseModel
 from .. import conditions, kube
 from ..api.common import GROUP, VERSION
 from ..bounded import BoundedMap
+from ..builders.common import Owner
 from ..conditions import Outcome
 from ..naming import label_key
 from .children import ChildIndexes, OwnedChildren
@@ -118,6 +120,14 @@ def status_change(body: Mapping[str, Any], derive: Derive) -> tuple[Outcome, dic
 
 DeriveFromChildren = Callable[[Mapping[str, Any], OwnedChildren], tuple[Outcome, Mapping[str, Any]]]
 
+# What a kind's workloads are made of, as (group, version, plural): their events can change its status.
+WORKLOADS = (
+    ("batch", "v1", "jobs"),
+    ("batch", "v1", "cronjobs"),
+    ("apps", "v1", "deployments"),
+    ("", "v1", "pods"),
+)
+
 
 async def refresh_on_child_event(
     plural: str,
@@ -170,3 +180,37 @@ def worth_a_refresh(body: Mapping[str, Any]) -> bool:
         return True
     status = {key: value for key, value in (body.get("status") or {}).items() if key != "qosClass"}
     return status not in ({}, {"phase": "Pending"})
+
+
+@dataclass(frozen=True)
+class OwnerKind:
+    """One kind the operator reconciles, and what its handlers share: finding its children by their owner
+    label, and refreshing its status when one of them changes."""
+
+    kind: str
+    plural: str
+
+    @property
+    def label(self) -> str:
+        return label_key(self.kind)
+
+    def owned(self, indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
+        return indexes.owned(owner.namespace, self.label, owner.name, owner.uid)
+
+    def watch_children(
+        self, derive: DeriveFromChildren, resources: Sequence[tuple[str, str, str]] = WORKLOADS
+    ) -> None:
+        """Refresh the owner's status from `derive` whenever one of its children of these resources
+        (group, version, plural) changes."""
+
+        async def child_changed(
+            body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any
+        ) -> None:
+            await refresh_on_child_event(
+                self.plural, self.kind, body, namespace, labels[self.label], kwargs, derive
+            )
+
+        for group, version, plural in resources:
+            kopf.on.event(
+                group, version, plural, labels={self.label: kopf.PRESENT}, id=f"{self.plural}-{plural}"
+            )(child_changed)

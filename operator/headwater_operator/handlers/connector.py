@@ -14,7 +14,6 @@ from ..builders import connector as build
 from ..builders.common import Owner
 from ..conditions import Outcome
 from ..config import OperatorConfig
-from ..naming import label_key
 from ..status import connector as observe
 from . import common
 from .children import ChildIndexes, OwnedChildren
@@ -23,7 +22,7 @@ from .owners import trimmed
 
 PLURAL = "connectors"
 KIND = "Connector"
-OWNER_LABEL = label_key(KIND)
+KIND_HANDLERS = common.OwnerKind(KIND, PLURAL)
 CONFIG = OperatorConfig.from_env()
 
 
@@ -44,11 +43,13 @@ async def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
         await common.refresh(PLURAL, trimmed(body), lambda _: (stalled, {}))
         logger.info("Connector %s/%s cannot run: %s", owner.namespace, owner.name, invalid.message)
         return
-    known = owned(indexes, owner)
+    known = KIND_HANDLERS.owned(indexes, owner)
     applied = [await common.ensure(child, known) for child in children]
     await retire_stale_children(owner, indexes, logger, keep={child["kind"] for child in children})
     await common.refresh(
-        PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
+        PLURAL,
+        trimmed(body),
+        lambda current: derive(current, KIND_HANDLERS.owned(indexes, owner).with_applied(applied)),
     )
     logger.info("reconciled Connector %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
@@ -59,7 +60,7 @@ async def retire_stale_children(
     """Delete the children of the kinds not in `keep`: a watcher replaces the CronJob and the other way
     round, its status-writer Role and RoleBinding go when it stops watching, an invalid spec keeps none."""
     workload, writer = build.workload_name(owner), build.status_writer_name(owner)
-    children = owned(indexes, owner)
+    children = KIND_HANDLERS.owned(indexes, owner)
     for api_version, kind, name, present in (
         ("batch/v1", "CronJob", workload, children.cronjobs),
         ("apps/v1", "Deployment", workload, children.deployments),
@@ -74,10 +75,6 @@ async def retire_stale_children(
             logger.info("deleted %s %s: the connector no longer runs that way", kind, name)
 
 
-def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
-    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name, owner.uid)
-
-
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = parsed_spec(ConnectorSpec, body)
@@ -88,9 +85,4 @@ def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, d
     return observe.derive(owner, spec, workload, jobs, children.pods)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("apps", "v1", "deployments", labels={OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    await common.refresh_on_child_event(PLURAL, KIND, body, namespace, labels[OWNER_LABEL], kwargs, derive)
+KIND_HANDLERS.watch_children(derive)

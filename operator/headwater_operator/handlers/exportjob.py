@@ -14,7 +14,6 @@ from ..builders import exportjob as build
 from ..builders.common import Owner
 from ..conditions import Outcome
 from ..config import OperatorConfig
-from ..naming import label_key
 from ..status import exportjob as observe
 from . import common
 from .children import ChildIndexes, OwnedChildren
@@ -23,7 +22,7 @@ from .owners import trimmed
 
 PLURAL = "exportjobs"
 KIND = "ExportJob"
-OWNER_LABEL = label_key(KIND)
+KIND_HANDLERS = common.OwnerKind(KIND, PLURAL)
 CONFIG = OperatorConfig.from_env()
 
 
@@ -36,11 +35,13 @@ async def reconcile(body: kopf.Body, logger: Logger, **kwargs: Any) -> None:
     owner = Owner.of(KIND, body)
     parsed = parsed_spec(ExportJobSpec, body)
     children = build.children(owner, parsed, CONFIG)
-    known = owned(indexes, owner)
+    known = KIND_HANDLERS.owned(indexes, owner)
     applied = [await common.ensure(child, known) for child in children]
     await retire_stale_children(owner, parsed, indexes, logger)
     await common.refresh(
-        PLURAL, trimmed(body), lambda current: derive(current, owned(indexes, owner).with_applied(applied))
+        PLURAL,
+        trimmed(body),
+        lambda current: derive(current, KIND_HANDLERS.owned(indexes, owner).with_applied(applied)),
     )
     logger.info("reconciled ExportJob %s/%s: %d children applied", owner.namespace, owner.name, len(children))
 
@@ -49,7 +50,7 @@ async def retire_stale_children(
     owner: Owner, spec: ExportJobSpec, indexes: ChildIndexes, logger: Logger
 ) -> None:
     """Stop what an earlier spec started: its unfinished Job, or a CronJob that is no longer wanted."""
-    children = owned(indexes, owner)
+    children = KIND_HANDLERS.owned(indexes, owner)
     if (
         spec.schedule is None
         and children.cronjobs
@@ -72,10 +73,6 @@ async def retire_stale_children(
             logger.info("deleted unfinished Job %s of an earlier spec", name)
 
 
-def owned(indexes: ChildIndexes, owner: Owner) -> OwnedChildren:
-    return indexes.owned(owner.namespace, OWNER_LABEL, owner.name, owner.uid)
-
-
 def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, dict[str, Any]]:
     owner = Owner.of(KIND, body)
     spec = parsed_spec(ExportJobSpec, body)
@@ -83,8 +80,6 @@ def derive(body: Mapping[str, Any], children: OwnedChildren) -> tuple[Outcome, d
     return observe.derive(owner, spec, cronjob, children.jobs, children.pods)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("batch", "v1", "cronjobs", labels={OWNER_LABEL: kopf.PRESENT})
-@kopf.on.event("", "v1", "pods", labels={OWNER_LABEL: kopf.PRESENT})
-async def child_changed(body: kopf.Body, labels: kopf.Labels, namespace: str | None, **kwargs: Any) -> None:
-    await common.refresh_on_child_event(PLURAL, KIND, body, namespace, labels[OWNER_LABEL], kwargs, derive)
+KIND_HANDLERS.watch_children(
+    derive, (("batch", "v1", "jobs"), ("batch", "v1", "cronjobs"), ("", "v1", "pods"))
+)
