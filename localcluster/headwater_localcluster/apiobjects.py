@@ -14,7 +14,7 @@ from typing import Any
 from .control_plane import NODE_NAME
 from .kubeapi import ApiError, KubeClient, path_segment
 from .podstatus import parse_time, rfc3339
-from .volumes import VolumeError
+from .volumes import UnsupportedVolumeError, VolumeError
 
 Json = dict[str, Any]
 
@@ -50,6 +50,26 @@ class ApiObjects:
         for key, value in (config_map.get("binaryData") or {}).items():
             files[key] = base64.b64decode(value)
         return files
+
+    def claimed_volume_path(self, namespace: str, claim: str) -> str:
+        """The node path of the PersistentVolume bound to a claim: a `hostPath` or `local` volume, as the
+        provisioner creates them. A claim not bound yet is retried, as a kubelet waits for it."""
+        found = self._get(namespace, "persistentvolumeclaims", claim)
+        if found is None:
+            raise VolumeError(f'persistentvolumeclaim "{claim}" not found')
+        volume_name = (found.get("spec") or {}).get("volumeName")
+        if (found.get("status") or {}).get("phase") != "Bound" or not volume_name:
+            raise VolumeError(f'persistentvolumeclaim "{claim}" is not bound yet')
+        volume = self.client.get(f"/api/v1/persistentvolumes/{path_segment(str(volume_name))}")
+        if volume is None:
+            raise VolumeError(f'persistentvolume "{volume_name}" not found')
+        spec: Json = volume.get("spec") or {}
+        source = spec.get("hostPath") or spec.get("local")
+        if not source or not source.get("path"):
+            raise UnsupportedVolumeError(
+                f"persistentvolume {volume_name!r}: the local node mounts only hostPath and local volumes"
+            )
+        return str(source["path"])
 
     def service_account_token(
         self, namespace: str, service_account: str, audience: str | None, expiration_seconds: int, pod: Json

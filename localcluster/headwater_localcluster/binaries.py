@@ -15,6 +15,10 @@ HELM_MODULE = "helm.sh/helm/v3/cmd/helm"
 HELM_VERSION = "v3.21.4"  # the Helm release built against client-go v0.36
 GO_MODULE_DIR = Path(__file__).resolve().parent.parent
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "helm")
+# The dynamic provisioner kind clusters use: PersistentVolumeClaims bind as in a real cluster.
+PROVISIONER = "local-path-provisioner"
+PROVISIONER_MODULE = "github.com/rancher/local-path-provisioner"
+PROVISIONER_VERSION = "v0.0.30"
 
 
 def cache_root() -> Path:
@@ -34,13 +38,19 @@ def bin_dir() -> Path:
     return cache_root() / f"kubernetes-{KUBERNETES_VERSION}-{digest.hexdigest()[:12]}" / "bin"
 
 
+def provisioner_dir() -> Path:
+    """Built apart from the control plane, against its own go.mod: a new provisioner version rebuilds only
+    itself."""
+    return cache_root() / f"{PROVISIONER}-{PROVISIONER_VERSION}" / "bin"
+
+
 def missing_binaries() -> list[str]:
     directory = bin_dir()
     return [name for name in BINARIES if not (directory / name).is_file()]
 
 
 def binary(name: str) -> Path:
-    path = bin_dir() / name
+    path = (provisioner_dir() if name == PROVISIONER else bin_dir()) / name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run `make cluster-bin` first")
     return path
@@ -77,14 +87,20 @@ def _helm_ldflags() -> str:
     )
 
 
-def build() -> Path:
-    """Build whatever is missing; a warm cache returns at once."""
-    target = bin_dir()
-    if not missing_binaries():
-        return target
+def _go() -> str:
     go = shutil.which("go")
     if go is None:
         raise RuntimeError("the Go toolchain is required to build the local control plane (go not on PATH)")
+    return go
+
+
+def build() -> Path:
+    """Build whatever is missing; a warm cache returns at once."""
+    build_provisioner()
+    target = bin_dir()
+    if not missing_binaries():
+        return target
+    go = _go()
     staging = target.with_name("bin.partial")
     staging.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -113,6 +129,26 @@ def build() -> Path:
             f"{HELM_MODULE}@{HELM_VERSION}",
         ],
         env={**env, "GOBIN": str(staging)},
+        check=True,
+    )
+    if target.exists():
+        shutil.rmtree(target)
+    staging.rename(target)
+    print(f"built in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return target
+
+
+def build_provisioner() -> Path:
+    target = provisioner_dir()
+    if (target / PROVISIONER).is_file():
+        return target
+    staging = target.with_name("bin.partial")
+    staging.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print(f"building {PROVISIONER} {PROVISIONER_VERSION} into {target}", file=sys.stderr)
+    subprocess.run(
+        [_go(), "install", "-trimpath", "-ldflags", "-s -w", f"{PROVISIONER_MODULE}@{PROVISIONER_VERSION}"],
+        env={**os.environ, "CGO_ENABLED": "0", "GOBIN": str(staging)},
         check=True,
     )
     if target.exists():

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries, pki
+from . import binaries, pki, storage
+from .kubeapi import client_from_pki
 
 NODE_NAME = "localnode"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -135,6 +136,7 @@ class LocalCluster:
             self._start_controller_manager(state, certs, cm_kubeconfig)
             if with_node:
                 self._start_node(state, certs)
+                self._start_provisioner(state)
         except BaseException:
             self.down()
             raise
@@ -270,6 +272,14 @@ class LocalCluster:
                 "node",
             ],
         )
+
+    def _start_provisioner(self, state: ClusterState) -> None:
+        """The default StorageClass and its provisioner, whose helper pods run on the node."""
+        storage.install(client_from_pki(state.server, self.root / "pki"))
+        argv = storage.provisioner_argv(
+            binaries.binary(binaries.PROVISIONER), self.kubeconfig, self.root / "storage"
+        )
+        self._spawn(state, binaries.PROVISIONER, argv)
 
     # -- readiness --------------------------------------------------------------------------------
 

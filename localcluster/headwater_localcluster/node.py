@@ -8,8 +8,8 @@ in for the images. It serves container logs to the API server on the kubelet por
 What it is not: there is no network isolation (every pod has the IP 127.0.0.1 and shares the machine's
 ports), no resource limits, no image handling and no user switching (securityContext is not enforced;
 the API server's Pod Security admission still validates it). Scheduling ignores affinities, taints and
-resources; only `nodeSelector` and scheduling gates keep a pod pending. The kubelet endpoint serves logs
-only: no exec, attach or port-forward.
+resources; only `nodeSelector`, scheduling gates and PersistentVolumeClaims not bound yet keep a pod
+pending. The kubelet endpoint serves logs only: no exec, attach or port-forward.
 
 Containers see the machine's file system with the pod's volumes mounted over it. A mount path that does not
 exist is created on the machine (an empty folder, or an empty file such as /dev/termination-log) before
@@ -39,7 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from . import binaries, kubelet_server
+from . import binaries, kubelet_server, storage
 from .apiobjects import ApiObjects, EventRecorder
 from .control_plane import NODE_NAME, ClusterState
 from .kubeapi import MERGE_PATCH, ApiError, KubeClient, client_from_pki, path_segment
@@ -55,6 +55,7 @@ HEARTBEAT_INTERVAL = 10.0
 WATCH_TIMEOUT = 300
 STOP_GRACE = 5.0
 DEFAULT_SCHEDULER = "default-scheduler"
+CLAIM_POLL_SECONDS = 0.5
 
 log = logging.getLogger("headwater_localcluster.node")
 
@@ -207,6 +208,7 @@ class LocalNode:
         self._workers_lock = threading.Lock()
         self._bound: set[str] = set()
         self._unschedulable: set[str] = set()
+        self._waiting_for_claims: set[str] = set()
         self.server: kubelet_server.KubeletServer | None = None
 
     # -- start and stop ----------------------------------------------------------------------------
@@ -368,6 +370,7 @@ class LocalNode:
             worker = self.workers.pop(uid, None)
         self._bound.discard(uid)
         self._unschedulable.discard(uid)
+        self._waiting_for_claims.discard(uid)
         if worker is not None:
             worker.remove()
 
@@ -407,6 +410,8 @@ class LocalNode:
                 self._unschedulable.add(uid)
                 self._mark_unschedulable(pod)
             return
+        if not self._claims_bound(pod):
+            return
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
@@ -427,6 +432,55 @@ class LocalNode:
         log.info("bound %s/%s", namespace, name)
         message = f"Successfully assigned {namespace}/{name} to {NODE_NAME}"
         self.events.event(pod, "Scheduled", message, component=DEFAULT_SCHEDULER)
+
+    def _claims_bound(self, pod: Json) -> bool:
+        """Whether every claim of the pod is bound; if not, the claims that wait for their first consumer
+        are marked with this node (what kube-scheduler's volume binding does), and the pod is bound in the
+        background once the provisioner has bound them."""
+        namespace = str(pod["metadata"]["namespace"])
+        claims = [
+            str(volume["persistentVolumeClaim"]["claimName"])
+            for volume in (pod.get("spec") or {}).get("volumes") or []
+            if "persistentVolumeClaim" in volume
+        ]
+        unbound = [name for name in claims if not self._claim_bound(namespace, name, mark=True)]
+        if not unbound:
+            return True
+        uid = str(pod["metadata"]["uid"])
+        if uid not in self._waiting_for_claims:
+            self._waiting_for_claims.add(uid)
+            self._thread(lambda: self._bind_when_claims_bound(pod, unbound), f"claims-{uid[:8]}")
+        return False
+
+    def _claim_bound(self, namespace: str, name: str, *, mark: bool) -> bool:
+        path = f"/api/v1/namespaces/{path_segment(namespace)}/persistentvolumeclaims/{path_segment(name)}"
+        claim = self.client.get(path)
+        if claim is None:
+            return False
+        if (claim.get("status") or {}).get("phase") == "Bound":
+            return True
+        annotations = claim["metadata"].get("annotations") or {}
+        if mark and storage.SELECTED_NODE_ANNOTATION not in annotations:
+            patch = {"metadata": {"annotations": {storage.SELECTED_NODE_ANNOTATION: NODE_NAME}}}
+            self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        return False
+
+    def _bind_when_claims_bound(self, pod: Json, claims: list[str]) -> None:
+        namespace, uid = str(pod["metadata"]["namespace"]), str(pod["metadata"]["uid"])
+        try:
+            while not self.stopping.wait(CLAIM_POLL_SECONDS):
+                if uid not in self._waiting_for_claims:
+                    return  # the pod is gone
+                try:
+                    if all(self._claim_bound(namespace, name, mark=False) for name in claims):
+                        break
+                except ApiError as error:
+                    log.info("could not read the claims of %s yet: %s", pod["metadata"]["name"], error)
+            else:
+                return
+        finally:
+            self._waiting_for_claims.discard(uid)
+        self._bind(pod)
 
     def _mark_unschedulable(self, pod: Json) -> None:
         metadata = pod["metadata"]

@@ -4,8 +4,10 @@
 - configMap, secret, downwardAPI, projected: files written once when the pod starts (later changes to the
   objects are not propagated; service account tokens are renewed at 80 % of their lifetime); mounted
   read-only, as a kubelet does;
-- persistentVolumeClaim: `<node root>/volumes/<namespace>/<claim>`, so every pod of the claim shares it;
-- hostPath: `<node root>/hostpath/<path>`, shared by the pods of the node without touching the machine.
+- hostPath: `<node root>/hostpath/<path>`, shared by the pods of the node without touching the machine;
+- persistentVolumeClaim: the path of the hostPath or local PersistentVolume bound to the claim, under
+  `<node root>/hostpath/` like a hostPath volume (the cluster's provisioner creates those volumes); a claim
+  not bound yet is waited for.
 
 Anything else fails the pod with the reason `UnsupportedVolume`.
 """
@@ -22,6 +24,7 @@ from typing import Any, Protocol
 
 from .podenv import ContainerConfigError, ObjectSource, expand, field_value, resource_value
 from .runtime import Mount
+from .storage import node_path
 
 Json = dict[str, Any]
 DEFAULT_MODE = 0o644
@@ -42,6 +45,8 @@ class VolumeSource(ObjectSource, Protocol):
     def service_account_token(
         self, namespace: str, service_account: str, audience: str | None, expiration_seconds: int, pod: Json
     ) -> tuple[str, datetime.datetime]: ...
+
+    def claimed_volume_path(self, namespace: str, claim: str) -> str: ...
 
 
 def write_file(path: Path, content: bytes, mode: int) -> None:
@@ -104,14 +109,14 @@ class PodVolumes:
             return folder
         if "persistentVolumeClaim" in volume:
             claim = volume["persistentVolumeClaim"]
-            path = self.node_root / "volumes" / self.namespace / str(claim["claimName"])
+            path = self._host_path(self.source.claimed_volume_path(self.namespace, str(claim["claimName"])))
             path.mkdir(parents=True, exist_ok=True)
             if claim.get("readOnly"):
                 self.read_only.add(name)
             return path
         if "hostPath" in volume:
             host = volume["hostPath"]
-            path = self.node_root / "hostpath" / _safe_relative(str(host["path"]).lstrip("/") or ".")
+            path = self._host_path(str(host["path"]))
             if host.get("type") in ("File", "FileOrCreate"):
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch(exist_ok=True)
@@ -138,6 +143,9 @@ class PodVolumes:
         else:
             self._projected(folder, volume["projected"])
         return folder
+
+    def _host_path(self, path: str) -> Path:
+        return node_path(self.node_root, _safe_relative(path.lstrip("/") or "."))
 
     def _write_items(
         self, folder: Path, files: Mapping[str, bytes], items: list[Json] | None, mode: int, what: str

@@ -40,7 +40,7 @@ class Setup:
     dsn: str
 
     def claim_folder(self, claim: str) -> Path:
-        return self.cluster.root / "volumes" / self.namespace / claim
+        return self.cluster.claim_folder(self.namespace, claim)
 
     def connector(self, name: str, **spec: Any) -> dict[str, Any]:
         body: dict[str, Any] = {"database": {"secretRef": {"name": "db"}}}

@@ -368,7 +368,7 @@ def test_tasks_from_a_dsl_configmap_export_only_the_named_ones_to_a_volume(
     assert task["name"] == "source"
     assert task["rows"] == 5
     # The local node keeps a claim's files in a folder of its own root: the file is really there.
-    folder = cluster.root / "volumes" / setup.kubectl.namespace / "exports" / "kb"  # type: ignore[operator]
+    folder = cluster.claim_folder(str(setup.kubectl.namespace), "exports") / "kb"
     [written] = list(folder.glob("source-*.csv.gz"))
     assert task["uri"] == f"pvc://exports/kb/{written.name}"
     assert gzip.decompress(written.read_bytes()).decode().splitlines() == ["id", "1", "2", "3", "4", "5"]

@@ -71,6 +71,7 @@ def test_operator_exports_end_to_end_under_the_charts_service_account(
     operator.stop()  # the session's operator runs as cluster admin: it must not help
     try:
         chart_operator.start()
+        cluster.claim_folder(restricted_namespace, "landing")
         setup.kubectl.apply([setup.manifest("under-rbac"), WATCHER])
         setup.kubectl.wait("exportjob/under-rbac", "condition=Ready", timeout=120)
         assert setup.status("under-rbac")["tasks"][0]["rows"] == ROWS

@@ -461,6 +461,7 @@ def test_graceful_deletion(cluster: Cluster, kubectl: Kubectl, namespace: str) -
     time.sleep(600)
     """
     claim = {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}}
+    shared = cluster.claim_folder(namespace, "shared")
     kubectl.apply(
         [
             pod(
@@ -480,7 +481,7 @@ def test_graceful_deletion(cluster: Cluster, kubectl: Kubectl, namespace: str) -
     poll(lambda: cluster.pod(namespace, "trapper") is None, timeout=25, message="trapper not deleted")
     # It stopped on SIGTERM, long before its 30 s grace period ran out.
     assert time.monotonic() - started < 20
-    assert (cluster.root / "volumes" / namespace / "shared" / "stopped").read_text() == "signal 15"
+    assert (shared / "stopped").read_text() == "signal 15"
     # SIGKILL after the 2 s grace period.
     poll(lambda: cluster.pod(namespace, "stubborn") is None, timeout=25, message="stubborn not deleted")
 
@@ -587,3 +588,47 @@ def test_up_on_a_running_cluster_changes_nothing(cluster: Cluster) -> None:
     assert state.pids == before
     assert state.api_port == cluster.state.api_port
     assert cluster.local.is_running()
+
+
+def test_a_claim_binds_to_a_provisioned_volume_and_deleting_it_removes_the_folder(
+    cluster: Cluster, kubectl: Kubectl, namespace: str
+) -> None:
+    storage_class = kubectl.get_json("storageclass", "standard")
+    assert storage_class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "results"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+    )
+    # It waits for its first consumer, as on kind clusters: nothing is provisioned for an unused claim.
+    assert kubectl.get_json("pvc", "results")["status"]["phase"] == "Pending"
+    write = "open('/results/answer', 'w').write('42')"
+    mounts = [{"name": "results", "mountPath": "/results"}]
+    kubectl.apply(
+        pod(
+            "writer",
+            container("main", write, volumeMounts=mounts),
+            volumes=[{"name": "results", "persistentVolumeClaim": {"claimName": "results"}}],
+        )
+    )
+    cluster.wait_for_phase(namespace, "writer", "Succeeded", timeout=90)
+    claim = kubectl.get_json("pvc", "results")
+    assert claim["status"]["phase"] == "Bound"
+    volume = kubectl.get_json("pv", claim["spec"]["volumeName"])
+    assert volume["spec"]["storageClassName"] == "standard"
+    folder = cluster.claim_folder(namespace, "results")
+    assert (folder / "answer").read_text() == "42"
+
+    kubectl.delete("pod", "writer", wait=True)
+    kubectl.delete("pvc", "results", wait=True)
+    poll(
+        lambda: not folder.exists(), timeout=60, message=f"{folder} still exists after its claim was deleted"
+    )
+    poll(
+        lambda: kubectl.get_or_none("pv", claim["spec"]["volumeName"]) is None,
+        timeout=60,
+        message="the volume outlived its claim",
+    )
