@@ -25,6 +25,10 @@ class Outcome:
     reason: str
     message: str = ""
 
+    def __post_init__(self) -> None:
+        # A status message and its Event are one line, whatever the worker or a library wrote.
+        object.__setattr__(self, "message", " ".join(self.message.split()))
+
     @classmethod
     def ready(cls, phase: Phase, reason: str, message: str = "") -> Outcome:
         return cls(phase, "ready", reason, message)

@@ -54,6 +54,23 @@ class Redactor:
 
 redact = Redactor()
 
+# What database libraries add around the error itself: SQLAlchemy's link to its docs and its echo of the
+# statement and parameters, and psycopg's caret under the failing position.
+_BOILERPLATE = re.compile(r"^(\(Background on this error at: .*\)|\[SQL: .*|\[parameters: .*|\^)$")
+
+
+def one_line(text: str) -> str:
+    """Text fit for a status, an Event or a termination message: one line, without library boilerplate."""
+    lines = (line.strip() for line in text.splitlines())
+    return " ".join(line for line in lines if line and not _BOILERPLATE.match(line))
+
+
+def error_line(error: BaseException) -> str:
+    """An exception as one readable, redacted line. A driver error that SQLAlchemy wraps speaks for itself:
+    its wrapper only adds the driver's class name and a link."""
+    original = getattr(error, "orig", None)
+    return one_line(redact(str(original if isinstance(original, BaseException) else error)))
+
 
 def redact_dsn(dsn: str) -> str:
     """A DSN fit for an error message: its password replaced."""

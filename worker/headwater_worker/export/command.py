@@ -20,7 +20,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..logs import fields, redact
+from ..logs import fields, one_line, redact
 from ..process import Terminated, worker_process
 from .config import CONFIG_ENV, DATABASE_URL_ENV, ErrorInfo, ExportConfig, FailureReason, TaskResult
 from .errors import ConfigurationError, ExportError
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def _fail(termination_log: Path | None, tasks: list[TaskResult], reason: FailureReason, message: str) -> int:
-    message = redact(message)
+    message = one_line(redact(message))
     log.error("export run failed", extra=fields(reason=str(reason), error=message))
     write_termination_message(
         termination_log, termination_message(tasks, ErrorInfo(reason=reason, message=message))

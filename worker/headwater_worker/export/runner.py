@@ -39,7 +39,7 @@ from typing import Any
 
 import psycopg
 
-from ..logs import fields, redact
+from ..logs import error_line, fields
 from .config import FailureReason, TaskResult
 from .destinations import Destination
 from .errors import ConfigurationError, ExportError
@@ -106,9 +106,9 @@ def connect(
                 keepalives_idle=30,
             )
         except psycopg.ProgrammingError as error:
-            raise ConfigurationError(f"invalid DATABASE_URL: {redact(str(error))}") from None
+            raise ConfigurationError(f"invalid DATABASE_URL: {error_line(error)}") from None
         except psycopg.OperationalError as error:
-            message = redact(str(error)).strip()
+            message = error_line(error)
             if attempt == attempts:
                 raise ExportError(
                     FailureReason.DATABASE_UNAVAILABLE,
@@ -126,7 +126,7 @@ def connect(
 def classify_database_error(error: psycopg.Error, conn: psycopg.Connection[Any], task: str) -> ExportError:
     """Map a psycopg error to the reason the termination message reports."""
     sqlstate = error.sqlstate or ""
-    message = redact(str(error)).strip()
+    message = error_line(error)
     if sqlstate in ("40001", "40P01"):
         reason = FailureReason.SERIALIZATION_FAILURE
         message = f"task {task}: {message} (a row the export read was changed concurrently; nothing deleted)"

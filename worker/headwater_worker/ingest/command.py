@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ..logs import fields, redact
+from ..logs import error_line, fields, one_line, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
 from .config import (
@@ -119,7 +119,7 @@ def _migrate(env: Mapping[str, str]) -> int:
     except IngestError as failure:
         return _fail(termination_log, IngestSummary(), failure.reason, failure.message)
     except Exception as error:
-        return _fail(termination_log, IngestSummary(), FailureReason.DATABASE_UNAVAILABLE, str(error))
+        return _fail(termination_log, IngestSummary(), FailureReason.DATABASE_UNAVAILABLE, error_line(error))
     print(json.dumps({"revision": revision}), flush=True)
     return 0
 
@@ -150,7 +150,7 @@ def _run(env: Mapping[str, str]) -> int:
 
 
 def _fail(termination_log: Path | None, summary: IngestSummary, reason: str, message: str) -> int:
-    message = redact(message)
+    message = one_line(redact(message))
     log.error("ingest run failed", extra=fields(reason=str(reason), error=message))
     failed = summary.model_copy(update={"error": ErrorInfo(reason=str(reason), message=message)})
     write_termination_message(termination_log, termination_message(failed))

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ..logs import fields, redact
+from ..logs import error_line, fields
 from .config import IngestConfig
 from .mapping import Mapping
 
@@ -116,5 +116,5 @@ def prune(conn: psycopg.Connection[Any], config: IngestConfig, mapping: Mapping)
     try:
         return prune_staging(conn, config.connector, mapping, config.staging_retention_days)
     except psycopg.Error as error:
-        log.warning("staging rows could not be pruned", extra=fields(error=redact(str(error)).strip()))
+        log.warning("staging rows could not be pruned", extra=fields(error=error_line(error)))
         return 0

@@ -13,7 +13,7 @@ from typing import Any
 
 import psycopg
 
-from ..logs import fields, redact
+from ..logs import error_line, fields
 from . import retention, schema
 from .config import IngestConfig, IngestSummary, RunFigures
 from .connectors import Context, create
@@ -50,13 +50,13 @@ def connect(
             )
         except psycopg.ProgrammingError as error:
             raise IngestError(
-                FailureReason.CONFIGURATION_ERROR, f"invalid DATABASE_URL: {redact(str(error))}"
+                FailureReason.CONFIGURATION_ERROR, f"invalid DATABASE_URL: {error_line(error)}"
             ) from None
         except psycopg.OperationalError as error:
             if attempt == attempts:
                 raise IngestError(
                     FailureReason.DATABASE_UNAVAILABLE,
-                    f"cannot connect to the database after {attempts} attempts: {redact(str(error)).strip()}",
+                    f"cannot connect to the database after {attempts} attempts: {error_line(error)}",
                 ) from None
             sleep(delay * (0.5 + random.random() / 2))  # noqa: S311 - jitter
             delay = min(delay * 2, 8.0)
@@ -95,7 +95,7 @@ class DatabaseSink:
                 FailureReason.DATABASE_UNAVAILABLE
                 if isinstance(error, psycopg.OperationalError)
                 else FailureReason.LOAD_FAILED,
-                f"{batch.source_uri}: {redact(str(error)).strip()}",
+                f"{batch.source_uri}: {error_line(error)}",
             ) from None
         self.results.append(result)
         update: dict[str, int] = {}
@@ -161,7 +161,7 @@ def run_once(
         schema.ensure(dsn)
     except Exception as error:
         raise IngestError(
-            FailureReason.DATABASE_UNAVAILABLE, f"migration failed: {redact(str(error)).strip()}"
+            FailureReason.DATABASE_UNAVAILABLE, f"migration failed: {error_line(error)}"
         ) from None
     # Two connections: the batch's transaction on one, its staging rows written at the same time on the other.
     with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
