@@ -1,11 +1,15 @@
 """`make demo`: the local control plane, PostgreSQL and S3, the CRDs, the operator, and the examples.
 
-Everything is idempotent, so the demo can run again on a cluster that is already up. The ExportJob example
-runs against a demo table and the demo waits until it is Ready with its file in S3.
+Everything is idempotent, so the demo can run again on a cluster that is already up. The examples' Secrets
+are pointed at the demo's PostgreSQL and S3. The ExportJob example runs against a demo table and the demo
+waits until it is Ready with its file in S3; a sample meter export is dropped on the file Connector's
+volume (a claim the cluster's provisioner binds) and the demo waits until its rows are loaded.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -14,8 +18,9 @@ from typing import Any
 import psycopg
 import yaml
 
-from . import binaries
+from . import binaries, storage
 from .control_plane import LocalCluster, pid_alive
+from .kubeapi import client_from_pki
 from .operator import spawn_operator
 from .services import PostgresServer, S3Server
 
@@ -23,6 +28,11 @@ REPO = binaries.GO_MODULE_DIR.parent
 OPERATOR = "headwater-operator"
 DEMO_BUCKET = "exports"
 DEMO_ROWS = 1000
+DEMO_CONNECTOR = "farm-energy-files"
+# A day of hourly readings in the meter export format of the shipped `energy_hourly` mapping.
+DEMO_METER_CSV = "Date and Time,Hourly\n" + "".join(
+    f"2025-03-01 {hour:02d}:00,{10 + hour % 7}.25\n" for hour in range(24)
+)
 
 
 def _kubectl(cluster: LocalCluster, *args: str, input: str | None = None) -> str:
@@ -73,20 +83,75 @@ def _start_operator(cluster: LocalCluster) -> None:
     state.save()
 
 
-def _demo_documents(dsn: str, endpoint: str, s3: S3Server) -> list[dict[str, Any]]:
-    """examples/exportjob.yaml with its Secrets pointed at the demo's PostgreSQL and S3."""
-    documents = [d for d in yaml.safe_load_all((REPO / "examples" / "exportjob.yaml").read_text()) if d]
+def _demo_documents(dsn: str, s3: S3Server) -> list[dict[str, Any]]:
+    """Every example, with its database Secrets pointed at the demo's PostgreSQL and the S3 export at the
+    demo's S3."""
+    documents = [
+        document
+        for example in sorted((REPO / "examples").glob("*.yaml"))
+        for document in yaml.safe_load_all(example.read_text())
+        if document
+    ]
     for document in documents:
+        name = document["metadata"]["name"]
         if document["kind"] == "Secret" and "dsn" in document.get("stringData", {}):
             document["stringData"]["dsn"] = dsn
-        elif document["kind"] == "Secret":
+        elif document["kind"] == "Secret" and name == "export-s3":
             document["stringData"] = {
                 "AWS_ACCESS_KEY_ID": s3.access_key_id,
                 "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
             }
-        elif document["kind"] == "ExportJob":
-            document["spec"]["destination"]["s3"].update(bucket=DEMO_BUCKET, endpoint=endpoint)
+        elif document["kind"] == "ExportJob" and "s3" in document["spec"]["destination"]:
+            document["spec"]["destination"]["s3"].update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
     return documents
+
+
+def _wait(cluster: LocalCluster, resource: str, condition: str, deadline: float) -> bool:
+    while True:
+        try:
+            _kubectl(cluster, "wait", resource, f"--for={condition}", "--timeout=10s")
+            return True
+        except RuntimeError:
+            if time.monotonic() > deadline:
+                print(_kubectl(cluster, "get", resource, "-o", "yaml"))
+                print(f"{resource} did not reach {condition}; operator log: {cluster.logs}/operator.log")
+                return False
+
+
+def _bind_claims(cluster: LocalCluster, documents: list[dict[str, Any]]) -> dict[str, Path]:
+    """Every example claim bound, each to its folder on the node. A claim waits for its first pod, and the
+    nightly export's first pod runs at night: binding them now shows the provisioner at work."""
+    state = cluster.state
+    assert state is not None
+    client = client_from_pki(state.server, cluster.root / "pki")
+    return {
+        name: storage.claim_folder(client, cluster.root, "default", name)
+        for name in (d["metadata"]["name"] for d in documents if d["kind"] == "PersistentVolumeClaim")
+    }
+
+
+def _drop_meter_file(folder: Path) -> Path:
+    """The sample export, written beside `incoming/` and renamed into it, so the watcher never sees half a
+    file."""
+    (folder / "incoming").mkdir(mode=0o777, exist_ok=True)
+    staged = folder / ".meter-2025-03-01.csv"
+    staged.write_text(DEMO_METER_CSV, encoding="utf-8")
+    target = folder / "incoming" / "meter-2025-03-01.csv"
+    os.replace(staged, target)
+    return target
+
+
+def _rows_loaded(cluster: LocalCluster, deadline: float) -> int | None:
+    expected = DEMO_METER_CSV.count("\n") - 1
+    while time.monotonic() < deadline:
+        raw = _kubectl(cluster, "get", "connector", DEMO_CONNECTOR, "-o", "jsonpath={.status}")
+        status = json.loads(raw or "{}")
+        if int(status.get("rowsLoaded") or 0) >= expected:
+            return int(status["rowsLoaded"])
+        time.sleep(1)
+    print(_kubectl(cluster, "get", "connector", DEMO_CONNECTOR, "-o", "yaml"))
+    print(f"connector/{DEMO_CONNECTOR} did not load the sample; operator log: {cluster.logs}/operator.log")
+    return None
 
 
 def run_demo(root: Path, timeout: float = 180.0) -> int:
@@ -109,29 +174,30 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
     _start_operator(cluster)
 
     _step("examples")
-    for example in sorted((REPO / "examples").glob("*.yaml")):
-        if example.name != "exportjob.yaml":
-            print(_kubectl(cluster, "apply", "-f", str(example)), end="")
-    # Last, so that its Secrets (pointing at the demo's PostgreSQL and S3) win over the placeholder ones
-    # other examples share.
-    documents = _demo_documents(dsn, s3.endpoint_url, s3)
+    documents = _demo_documents(dsn, s3)
     print(_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(documents)), end="")
-    export_name = next(d["metadata"]["name"] for d in documents if d["kind"] == "ExportJob")
+    export_name = next(
+        d["metadata"]["name"]
+        for d in documents
+        if d["kind"] == "ExportJob" and "s3" in d["spec"]["destination"]
+    )
 
-    _step(f"waiting for exportjob/{export_name} to be Ready")
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            _kubectl(cluster, "wait", f"exportjob/{export_name}", "--for=condition=Ready", "--timeout=10s")
-            break
-        except RuntimeError:
-            if time.monotonic() > deadline:
-                print(_kubectl(cluster, "get", "exportjob", export_name, "-o", "yaml"))
-                print(
-                    f"exportjob/{export_name} did not become Ready; operator log: {cluster.logs}/operator.log"
-                )
-                return 1
+    _step(f"waiting for exportjob/{export_name} to be Ready")
+    if not _wait(cluster, f"exportjob/{export_name}", "condition=Ready", deadline):
+        return 1
+    _step("volumes of the example claims, from the cluster's provisioner")
+    folders = _bind_claims(cluster, documents)
+    for name, folder in folders.items():
+        print(f"  {name}: {folder}")
+    _step(f"a meter export dropped for connector/{DEMO_CONNECTOR}")
+    print(f"  {_drop_meter_file(folders[DEMO_CONNECTOR]).name}")
+    loaded = _rows_loaded(cluster, deadline)
+    if loaded is None or not _wait(cluster, f"connector/{DEMO_CONNECTOR}", "condition=Ready", deadline):
+        return 1
+    print(f"  {loaded} rows loaded")
     print(_kubectl(cluster, "get", "headwater"))
+    print(_kubectl(cluster, "get", "persistentvolumeclaims"))
     print(_kubectl(cluster, "get", "exportjob", export_name, "-o", "jsonpath={.status.tasks}"))
     _step(f"files in s3://{DEMO_BUCKET}")
     for item in client.list_objects_v2(Bucket=DEMO_BUCKET).get("Contents", []):

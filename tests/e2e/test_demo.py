@@ -1,8 +1,10 @@
 """`make demo` from nothing: control plane, PostgreSQL, S3, CRDs, operator, examples; the ExportJob example
-reaches Ready with its files in S3, and `down` leaves no process behind."""
+reaches Ready with its files in S3, the file Connector loads the sample dropped on its provisioned volume,
+and `down` leaves no process behind."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,13 +27,22 @@ def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_the_export_example_to_ready_and_down_stops_everything(tmp_path: Path) -> None:
+def test_demo_runs_the_export_and_connector_examples_to_ready_and_down_stops_everything(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "demo"
     try:
         demo = localcluster(root, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
         assert "exportjob.headwater.dev/knowledge-base-export   Succeeded   True" in demo.stdout
         assert "knowledge-base/agency-" in demo.stdout
+        assert "24 rows loaded" in demo.stdout
+        assert re.search(r"connector\.headwater\.dev/farm-energy-files\s+file\s+\S+\s+True", demo.stdout), (
+            demo.stdout
+        )
+        assert re.search(r"farm-energy-files\s+Bound\s+pvc-", demo.stdout), demo.stdout
+        assert re.search(r"exported-data\s+Bound\s+pvc-", demo.stdout), demo.stdout
+        assert "DatabaseUnavailable" not in demo.stdout
         state = ClusterState.load(root)
         assert state is not None
         assert "headwater-operator" in state.pids
