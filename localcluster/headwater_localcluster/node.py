@@ -443,7 +443,7 @@ class LocalNode:
             for volume in (pod.get("spec") or {}).get("volumes") or []
             if "persistentVolumeClaim" in volume
         ]
-        unbound = [name for name in claims if not self._claim_bound(namespace, name, mark=True)]
+        unbound = [name for name in claims if not self._claim_bound(namespace, name)]
         if not unbound:
             return True
         uid = str(pod["metadata"]["uid"])
@@ -452,7 +452,9 @@ class LocalNode:
             self._thread(lambda: self._bind_when_claims_bound(pod, unbound), f"claims-{uid[:8]}")
         return False
 
-    def _claim_bound(self, namespace: str, name: str, *, mark: bool) -> bool:
+    def _claim_bound(self, namespace: str, name: str) -> bool:
+        """Whether the claim is bound; one that is not is marked with this node, once (a claim created
+        after its pod is marked when it appears)."""
         path = f"/api/v1/namespaces/{path_segment(namespace)}/persistentvolumeclaims/{path_segment(name)}"
         claim = self.client.get(path)
         if claim is None:
@@ -460,7 +462,7 @@ class LocalNode:
         if (claim.get("status") or {}).get("phase") == "Bound":
             return True
         annotations = claim["metadata"].get("annotations") or {}
-        if mark and storage.SELECTED_NODE_ANNOTATION not in annotations:
+        if storage.SELECTED_NODE_ANNOTATION not in annotations:
             patch = {"metadata": {"annotations": {storage.SELECTED_NODE_ANNOTATION: NODE_NAME}}}
             self.client.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
         return False
@@ -472,7 +474,7 @@ class LocalNode:
                 if uid not in self._waiting_for_claims:
                     return  # the pod is gone
                 try:
-                    if all(self._claim_bound(namespace, name, mark=False) for name in claims):
+                    if all(self._claim_bound(namespace, name) for name in claims):
                         break
                 except ApiError as error:
                     log.info("could not read the claims of %s yet: %s", pod["metadata"]["name"], error)

@@ -632,3 +632,25 @@ def test_a_claim_binds_to_a_provisioned_volume_and_deleting_it_removes_the_folde
         timeout=60,
         message="the volume outlived its claim",
     )
+
+
+def test_a_pod_waits_for_a_claim_created_after_it(cluster: Cluster, kubectl: Kubectl, namespace: str) -> None:
+    mounts = [{"name": "late", "mountPath": "/late"}]
+    kubectl.apply(
+        pod(
+            "early",
+            container("main", "open('/late/ok', 'w').write('yes')", volumeMounts=mounts),
+            volumes=[{"name": "late", "persistentVolumeClaim": {"claimName": "late"}}],
+        )
+    )
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "late"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        }
+    )
+    # Nothing else consumes the claim: only the waiting pod can have had it provisioned.
+    cluster.wait_for_phase(namespace, "early", "Succeeded", timeout=90)
+    assert (cluster.claim_folder(namespace, "late") / "ok").read_text() == "yes"
