@@ -116,6 +116,7 @@ def file_spec(**file: Any) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(setup: Setup) -> None:
+    landing = setup.claim_folder("landing")
     setup.kubectl.apply(setup.connector("meter-files", interval="1m", **file_spec()))
     status = setup.wait_status(
         "meter-files", lambda s: s.get("phase") == "Scheduled", timeout=60, what="not Scheduled"
@@ -125,7 +126,7 @@ def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(se
     assert cronjob["spec"]["schedule"] == "* * * * *"
     assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
 
-    incoming = setup.claim_folder("landing") / "incoming"
+    incoming = landing / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     (incoming / "march.csv").write_text(CSV)
 
@@ -138,7 +139,7 @@ def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(se
     assert status["lastBatchId"] == str(setup.scalar("SELECT id FROM ingest_batch"))
     assert status["lastSuccessfulTime"]
     assert status["lastRunTime"]
-    assert (setup.claim_folder("landing") / "processed" / "march.csv").exists()
+    assert (landing / "processed" / "march.csv").exists()
     assert not (incoming / "march.csv").exists()
     loaded_at = setup.scalar("SELECT max(loaded_at) FROM fact_energy_hourly")
 
@@ -217,6 +218,7 @@ def test_s3_file_connector_loads_an_uploaded_csv_and_the_same_file_again_is_a_no
 
 
 def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
+    landing = setup.claim_folder("landing")
     setup.kubectl.apply(setup.connector("watcher", **file_spec(watch=True, pollSeconds=1)))
     setup.kubectl.wait("connector/watcher", "condition=Ready", timeout=90)
     assert setup.status("watcher")["phase"] == "Watching"
@@ -224,7 +226,7 @@ def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
     assert setup.kubectl.get_json("cronjobs")["items"] == []
 
-    incoming = setup.claim_folder("landing") / "incoming"
+    incoming = landing / "incoming"
     incoming.mkdir(parents=True, exist_ok=True)
     (incoming / "march.csv").write_text(CSV)
     (incoming / "empty.csv").write_text("")
@@ -235,11 +237,11 @@ def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
         message="rows never loaded",
     )
     poll(
-        lambda: (setup.claim_folder("landing") / "rejected" / "empty.csv").exists(),
+        lambda: (landing / "rejected" / "empty.csv").exists(),
         timeout=30,
         message="the empty file was not moved to rejected",
     )
-    assert (setup.claim_folder("landing") / "processed" / "march.csv").exists()
+    assert (landing / "processed" / "march.csv").exists()
 
     # The watcher never terminates: it writes its figures into the status itself, after each load.
     status = setup.wait_status(

@@ -337,10 +337,14 @@ INVALID = [
         "conn-airbeld-base-url", TAGO, {"spec.type": "airbeld", "spec.http": DELETE}, "spec.http", "baseUrl"
     ),
     Invalid(
-        "conn-schedule-and-interval", FILES, {"spec.schedule": "@hourly"}, "spec.schedule", ONE_OF_SCHEDULES
+        "conn-schedule-and-interval",
+        FILES,
+        {"spec.file.watch": False, "spec.schedule": "@hourly", "spec.interval": "5m"},
+        "spec.schedule",
+        ONE_OF_SCHEDULES,
     ),
-    Invalid("conn-no-schedule", FILES, {"spec.interval": DELETE}, "spec.schedule", ONE_OF_SCHEDULES),
-    Invalid("conn-watch-interval", FILES, {"spec.file.watch": True}, "spec.schedule", ONE_OF_SCHEDULES),
+    Invalid("conn-no-schedule", FILES, {"spec.file.watch": False}, "spec.schedule", ONE_OF_SCHEDULES),
+    Invalid("conn-watch-interval", FILES, {"spec.interval": "5m"}, "spec.schedule", ONE_OF_SCHEDULES),
     Invalid(
         "conn-mapping-both",
         FILES,
