@@ -277,9 +277,9 @@ def payloads(csv_path: Path, folder: Path, dsn: str) -> dict[str, Any]:
         for chunk in source.chunks:
             done = transform(chunk, mapping, source.columns)
             staged = done.frame.with_columns(pl.col("valid").alias("loaded_to_final"))
-            staging.write(staging_rows.encode(staged, {"batch_id": batch, "datasource_id": row[0]}))
+            staging.write(staging_rows.encode(staged, {"batch_id": batch, "device_id": row[0]}))
             rows = done.frame.filter(pl.col("valid")).unique(subset=["ts"], keep="last", maintain_order=True)
-            constants = {"datasource_id": row[0], "source_batch_id": batch}
+            constants = {"device_id": row[0], "source_file": batch}
             final.write(final_rows.encode(rows.select(mapping.db_columns), constants))
         staging.write(staging_rows.trailer)
         final.write(final_rows.trailer)

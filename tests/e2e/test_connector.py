@@ -141,7 +141,7 @@ def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(se
     assert status["lastRunTime"]
     assert (landing / "processed" / "march.csv").exists()
     assert not (incoming / "march.csv").exists()
-    loaded_at = setup.scalar("SELECT max(loaded_at) FROM fact_energy_hourly")
+    loaded_at = setup.scalar("SELECT max(created_at) FROM fact_energy_hourly")
 
     # The same file again: a duplicate, nothing changes.
     (incoming / "march.csv").write_text(CSV)
@@ -155,7 +155,7 @@ def test_file_connector_loads_a_dropped_csv_and_the_same_file_again_is_a_noop(se
         "meter-files", lambda s: s.get("phase") == "Scheduled", timeout=60, what="run did not finish"
     )
     assert setup.scalar("SELECT count(*) FROM fact_energy_hourly") == 24
-    assert setup.scalar("SELECT max(loaded_at) FROM fact_energy_hourly") == loaded_at
+    assert setup.scalar("SELECT max(created_at) FROM fact_energy_hourly") == loaded_at
     assert setup.scalar("SELECT count(*) FROM ingest_batch") == 1
     assert (status["rowsLoaded"], status["batches"]) == (24, 1)
 
@@ -291,6 +291,60 @@ def test_file_watcher_deployment_loads_dropped_files(setup: Setup) -> None:
         message="the watcher's Deployment, Role or RoleBinding was not deleted",
     )
     assert not setup.allowed(worker, "patch", "watcher", "status")
+
+
+SOIL_MAPPING = """\
+dataset: soil_moisture
+granularity: raw
+columns:
+  "Zeit (UTC±)": ts
+  "Feuchte (%)": moisture
+coercions:
+  ts: datetime
+  moisture: float
+primary_key: [device_id, ts]
+validation_rules:
+  schema:
+    required: [ts, moisture]
+conflict_resolution:
+  strategy: update
+  on_columns: [device_id, ts]
+  update_columns: [moisture]
+table:
+  columns:
+    moisture: numeric(5,2)
+target_table: soil_moisture
+staging_table: staging_soil_moisture
+"""
+
+
+def test_a_mapping_in_a_configmap_ingests_into_the_table_it_declares(setup: Setup) -> None:
+    landing = setup.claim_folder("landing")
+    setup.kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "soil-mapping"},
+            "data": {"soil.yaml": SOIL_MAPPING},
+        }
+    )
+    spec = file_spec(watch=True, pollSeconds=1)
+    spec["mapping"] = {"configMapRef": {"name": "soil-mapping", "key": "soil.yaml"}}
+    setup.kubectl.apply(setup.connector("soil", **spec))
+    assert not setup.scalar("SELECT to_regclass('public.soil_moisture') IS NOT NULL"), "nobody created it"
+
+    incoming = landing / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    (incoming / "probe.csv").write_text(
+        "Zeit (UTC±),Feuchte (%)\n2024-04-01T06:00:00+02:00,31.25\n2024-04-01T07:00:00+02:00,32\n",
+        encoding="utf-8",
+    )
+    status = setup.wait_status(
+        "soil", lambda s: s.get("rowsLoaded") == 2, timeout=120, what="rows never reported loaded"
+    )
+    assert status["batches"] == 1
+    assert setup.scalar("SELECT sum(moisture)::text FROM soil_moisture") == "63.25"
+    assert setup.scalar("SELECT min(ts) FROM soil_moisture") == datetime(2024, 4, 1, 4, tzinfo=UTC)
 
 
 def test_an_interval_without_an_exact_cron_stalls_clearly(setup: Setup) -> None:

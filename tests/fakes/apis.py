@@ -210,13 +210,15 @@ class FakeAirbeld(FakeApi):
             rows = [
                 {
                     "timestamp": moment.isoformat().replace("+00:00", "Z"),
+                    "atm_pressure": 1013.2,
+                    "noise_level_db": 41.5,
                     "temperature": 20 + moment.hour / 10,
                     "humidity": 45.5,
-                    "co2": 600 + moment.hour,
-                    "pm25": 5.5,
                     "pm10": 9.0,
-                    "voc": 120,
-                    "pressure": 1013.2,
+                    "wind_speed": 3.25,
+                    "wind_direction": 4,
+                    "wind_angle": 180 + moment.hour,
+                    "pm2p5": 5.5,
                 }
                 for moment in hours(start, end)
                 if moment < end

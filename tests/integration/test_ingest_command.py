@@ -82,7 +82,7 @@ def test_migrate_is_idempotent(database: str, tmp_path: Path) -> None:
     for _ in range(2):
         code, _, stdout, _ = worker("migrate", {"DATABASE_URL": database}, tmp_path)
         assert code == 0
-        assert json.loads(stdout) == {"revision": "0001"}
+        assert json.loads(stdout) == {"revision": "0002"}
 
 
 @pytest.mark.parametrize(

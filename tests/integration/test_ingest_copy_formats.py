@@ -13,8 +13,8 @@ import psycopg
 import pytest
 from headwater_worker.ingest import copyformat
 from headwater_worker.ingest.copyformat import Column, CopyRows, Kind
-from headwater_worker.ingest.pipeline import column_types
 from headwater_worker.ingest.runner import run_once
+from headwater_worker.ingest.tables import column_types
 from psycopg import sql
 
 pytestmark = [pytest.mark.postgres]
@@ -115,9 +115,9 @@ def test_a_final_table_of_ones_own_with_a_numeric_column_loads_in_text(database:
 
         schema.migrate(database)
         conn.execute(
-            "CREATE TABLE energy_numeric (datasource_id integer NOT NULL, ts timestamptz NOT NULL, "
-            "energy_kwh numeric(12, 3), source_batch_id uuid NOT NULL, "
-            "loaded_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (datasource_id, ts))"
+            "CREATE TABLE energy_numeric (device_id integer NOT NULL, ts timestamptz NOT NULL, "
+            "energy_kwh numeric(12, 3), source_file uuid NOT NULL, "
+            "created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (device_id, ts))"
         )
     mapping = (Path(__file__).resolve().parents[2] / "mappings" / "energy_hourly.yaml").read_text()
     custom = tmp_path / "numeric.yaml"

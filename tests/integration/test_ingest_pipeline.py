@@ -159,7 +159,7 @@ def test_the_same_file_again_is_a_duplicate_and_changes_nothing(ingest: Ingest) 
     content = hourly_rows(10)
     ingest.drop("a.csv", content)
     ingest.run()
-    before = ingest.query("SELECT ts, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY ts")
+    before = ingest.query("SELECT ts, energy_kwh, created_at FROM fact_energy_hourly ORDER BY ts")
 
     ingest.drop("a.csv", content)
     summary = ingest.run()
@@ -167,7 +167,7 @@ def test_the_same_file_again_is_a_duplicate_and_changes_nothing(ingest: Ingest) 
     assert summary.run.duplicates == 1
     assert summary.run.batches == 0
     assert summary.batches == 1, "totals unchanged"
-    assert ingest.query("SELECT ts, energy_kwh, loaded_at FROM fact_energy_hourly ORDER BY ts") == before
+    assert ingest.query("SELECT ts, energy_kwh, created_at FROM fact_energy_hourly ORDER BY ts") == before
     assert ingest.scalar("SELECT count(*) FROM ingest_batch") == 1
     assert ingest.scalar("SELECT count(*) FROM staging_energy_hourly") == 10
     assert len(ingest.folder("processed")) == 2, "the copy is moved aside too, under a new name"
@@ -210,10 +210,10 @@ def test_excel_workbooks_are_loaded(ingest: Ingest) -> None:
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     assert sheet is not None
-    sheet.append(["Date", "Milk Yield (L)", "Cows Milked", "Fat (%)"])
-    sheet.append([dt.datetime(2024, 5, 1), 1200.5, 50.0, "3,9"])
-    sheet.append(["02.05.2024", "1.300,25", 51, 4.1])
-    sheet.append([dt.date(2024, 5, 3), 1250, 50.5, 4.0])
+    sheet.append(["Date", "Day production/cow (kg)", "Nr. animals", "Feed efficiency"])
+    sheet.append([dt.datetime(2024, 5, 1), 31.5, 50.0, "1,39"])
+    sheet.append(["02.05.2024", "32,25", 51, 1.41])
+    sheet.append([dt.date(2024, 5, 3), 30, 50.5, 1.4])
     ingest.incoming.mkdir(parents=True, exist_ok=True)
     workbook.save(ingest.incoming / "herd.xlsx")
 
@@ -221,11 +221,12 @@ def test_excel_workbooks_are_loaded(ingest: Ingest) -> None:
 
     assert (summary.run.rows_loaded, summary.run.rows_rejected) == (2, 1)
     rows = ingest.query(
-        "SELECT day::text, milk_liters, cows_milked, fat_pct FROM dairy_production ORDER BY day"
+        "SELECT production_date::text, day_production_per_cow_kg::float8, number_of_animals, "
+        "feed_efficiency::float8 FROM dairy_production ORDER BY production_date"
     )
-    assert rows == [("2024-05-01", 1200.5, 50, 3.9), ("2024-05-02", 1300.25, 51, 4.1)]
+    assert rows == [("2024-05-01", 31.5, 50, 1.39), ("2024-05-02", 32.25, 51, 1.41)]
     [errors] = [e[0] for e in ingest.query("SELECT errors FROM staging_dairy_production WHERE NOT valid")]
-    assert errors == ["cows_milked: cannot read '50.5' as int"]
+    assert errors == ["number_of_animals: cannot read '50.5' as int"]
     assert ingest.folder("processed") == ["herd.xlsx"]
 
 
@@ -296,17 +297,20 @@ def test_a_utf8_bom_is_ignored(ingest: Ingest) -> None:
 
 
 def test_latin1_bytes_are_read_as_latin1(ingest: Ingest) -> None:
-    content = "Timestamp,Temperature (°C),Humidity (%)\n2024-01-01 00:00,21.5,40\n2024-01-01 01:00,22,41\n"
+    content = "timestamp,temperature (°C),humidity (%)\n2024-01-01 00:00,21.5,40\n2024-01-01 01:00,22,41\n"
     ingest.drop("latin.csv", content.encode("latin-1"))
     summary = ingest.run("environmental_metrics")
     assert summary.run.rows_loaded == 2
     assert ingest.scalar("SELECT metadata->>'encoding' FROM ingest_batch") == "latin-1"
-    assert ingest.scalar("SELECT temperature_c FROM environmental_metrics ORDER BY ts LIMIT 1") == 21.5
+    assert (
+        ingest.scalar("SELECT temperature::float8 FROM environmental_metrics ORDER BY timestamp LIMIT 1")
+        == 21.5
+    )
     raw = ingest.scalar(
         "SELECT jsonb_object(b.raw_columns, s.raw) FROM staging_environmental_metrics s "
         "JOIN ingest_batch b ON b.id = s.batch_id WHERE s.row_number = 1"
     )
-    assert raw["Temperature (°C)"] == "21.5"
+    assert raw["temperature (°C)"] == "21.5"
 
 
 def test_a_header_only_file_is_refused_as_empty(ingest: Ingest) -> None:
@@ -333,7 +337,7 @@ def test_duplicate_rows_load_once_and_the_later_row_wins(ingest: Ingest) -> None
     assert (batch["loaded"], batch["duplicate"], batch["rejected"]) == (2, 1, 0)
     assert summary.run.rows_loaded == 2
     assert [r[0] for r in ingest.query("SELECT energy_kwh FROM fact_energy_hourly ORDER BY ts")] == [2.0, 3.0]
-    assert ingest.staged_errors() == {1: ["duplicate of another row of the batch on (datasource_id, ts)"]}
+    assert ingest.staged_errors() == {1: ["duplicate of another row of the batch on (device_id, ts)"]}
 
 
 def test_duplicates_in_different_chunks_load_once_and_the_later_row_wins(ingest: Ingest) -> None:
@@ -350,7 +354,7 @@ def test_duplicates_in_different_chunks_load_once_and_the_later_row_wins(ingest:
     assert summary.run.rows_loaded == 4
     rows = ingest.query("SELECT extract(hour FROM ts)::int, energy_kwh FROM fact_energy_hourly ORDER BY ts")
     assert rows == [(0, 10.0), (1, 2.0), (2, 3.0), (3, 4.0)]
-    note = ["duplicate of another row of the batch on (datasource_id, ts)"]
+    note = ["duplicate of another row of the batch on (device_id, ts)"]
     assert ingest.staged_errors() == {1: note, 2: note}
     loaded = ingest.query("SELECT row_number FROM staging_energy_hourly WHERE loaded_to_final ORDER BY 1")
     assert [r[0] for r in loaded] == [3, 4, 5, 6]
@@ -521,7 +525,7 @@ def test_migrations_create_exactly_the_models(ingest: Ingest) -> None:
     from sqlalchemy import create_engine
 
     schema.migrate(ingest.dsn)
-    assert schema.migrate(ingest.dsn) == "0001", "a second migration is a no-op"
+    assert schema.migrate(ingest.dsn) == "0002", "a second migration is a no-op"
     head = ScriptDirectory.from_config(schema.alembic_config(ingest.dsn)).get_current_head()
     assert head == schema.HEAD, "schema.HEAD names the newest migration (runs skip Alembic when there)"
     assert schema.ensure(ingest.dsn) == schema.HEAD
@@ -551,7 +555,7 @@ def test_final_rows_refer_to_datasources_that_exist(ingest: Ingest) -> None:
     ingest.drop("a.csv", hourly_rows(2))
     ingest.run()
     insert = (
-        "INSERT INTO fact_energy_hourly (datasource_id, ts, energy_kwh, source_batch_id) "
+        "INSERT INTO fact_energy_hourly (device_id, ts, energy_kwh, source_file) "
         "VALUES (%s, now(), 1, gen_random_uuid())"
     )
     violation = psycopg.errors.ForeignKeyViolation
@@ -562,7 +566,7 @@ def test_final_rows_refer_to_datasources_that_exist(ingest: Ingest) -> None:
         with pytest.raises(violation, match="datasource"):
             conn.execute(insert, (meter + 1000,))
         with pytest.raises(violation, match="datasource"):
-            conn.execute("UPDATE fact_energy_hourly SET datasource_id = %s", (meter + 1000,))
+            conn.execute("UPDATE fact_energy_hourly SET device_id = %s", (meter + 1000,))
         for statement in (
             "DELETE FROM datasource WHERE id = %s",
             "UPDATE datasource SET id = id + 1000 WHERE id = %s",
@@ -577,7 +581,7 @@ def test_final_rows_refer_to_datasources_that_exist(ingest: Ingest) -> None:
         ).fetchone()
         assert spare is not None
         conn.execute(insert, (spare[0],))
-        conn.execute("DELETE FROM fact_energy_hourly WHERE datasource_id = %s", (spare[0],))
+        conn.execute("DELETE FROM fact_energy_hourly WHERE device_id = %s", (spare[0],))
         conn.execute("DELETE FROM datasource WHERE id = %s", (spare[0],))
     assert ingest.scalar("SELECT count(*) FROM datasource") == 1
     assert ingest.scalar("SELECT count(*) FROM fact_energy_hourly") == 2

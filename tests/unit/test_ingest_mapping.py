@@ -8,6 +8,7 @@ import pytest
 import yaml
 from headwater_worker.ingest.mapping import Mapping, MappingError, mappings_dir, shipped
 from headwater_worker.ingest.schema.models import FINAL_TABLES, STAGING_TABLES
+from headwater_worker.ingest.statements import conflict_key
 
 MAPPINGS = Path(__file__).resolve().parents[2] / "mappings"
 SHIPPED = sorted(p.stem for p in MAPPINGS.glob("*.yaml"))
@@ -36,8 +37,9 @@ def test_shipped_mappings_match_their_tables(name: str) -> None:
     staging = STAGING_TABLES[mapping.staging_table]
     assert set(mapping.db_columns) <= set(final.columns.keys())
     assert set(mapping.db_columns) <= set(staging.columns.keys())
-    # The final table's primary key is exactly the mapping's on_columns.
-    assert [c.name for c in final.primary_key.columns] == mapping.conflict_resolution.on_columns
+    # The final table's primary key is the mapping's on_columns, with the device when they leave it out.
+    key = [c.name for c in final.primary_key.columns]
+    assert conflict_key(mapping.conflict_resolution.on_columns, key) == tuple(key)
 
 
 def test_the_development_default_is_the_repository_folder() -> None:
@@ -91,8 +93,8 @@ def refused(changes: dict[str, object]) -> str:
         ({"colums": {"a": "b"}}, "colums: unknown key"),
         ({"columns": {"Date and Time": "ts", "Other": "ts"}}, "columns: database column mapped twice: ts"),
         (
-            {"columns": {"Date and Time": "datasource_id"}},
-            "columns: 'datasource_id' is filled by the pipeline",
+            {"columns": {"Date and Time": "device_id"}},
+            "columns: 'device_id' is filled by the pipeline",
         ),
         ({"csv.delimiter": ";;"}, "csv.delimiter"),
     ],

@@ -102,19 +102,19 @@ def test_integers_from_floats_and_dates() -> None:
     rows = run(
         {
             "Date": ["01.05.2024", "2024-05-02", "2024-05-03 00:00:00", "05/04/2024"],
-            "Milk Yield (L)": ["10", "10", "10", "10"],
-            "Cows Milked": ["50.0", "50", "50.5", "1.000,0"],
+            "Day production/cow (kg)": ["10", "10", "10", "10"],
+            "Nr. animals": ["50.0", "50", "50.5", "1.000,0"],
         },
         mapping("dairy_production"),
     )
-    assert [r["day"] for r in rows] == [
+    assert [r["production_date"] for r in rows] == [
         dt.date(2024, 5, 1),
         dt.date(2024, 5, 2),
         dt.date(2024, 5, 3),
         dt.date(2024, 4, 5),
     ]
-    assert [r["cows_milked"] for r in rows] == [50, 50, None, 1000]
-    assert json.loads(rows[2]["errors"]) == ["cows_milked: cannot read '50.5' as int"]
+    assert [r["number_of_animals"] for r in rows] == [50, 50, None, 1000]
+    assert json.loads(rows[2]["errors"]) == ["number_of_animals: cannot read '50.5' as int"]
 
 
 def test_dates_from_epoch_milliseconds_in_the_mapping_zone() -> None:

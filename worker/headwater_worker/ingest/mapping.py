@@ -17,10 +17,24 @@ A mapping says how source records become rows of a final table::
         energy_kwh: {min: 0, max: 10000}
     conflict_resolution:
       strategy: update            # update | ignore | fail | append
-      on_columns: [datasource_id, ts]
+      on_columns: [device_id, ts]
       update_columns: [energy_kwh]
     target_table: fact_energy_hourly
     staging_table: staging_energy_hourly
+
+`device_id` (the batch's datasource) and `source_file` (the batch) are filled by the pipeline and may be
+named in keys without being mapped (`datasource_id` and `source_batch_id`, their earlier names, are read
+as them). `primary_key` (the seed's) names the table's key.
+
+A mapping may declare its tables, which Headwater then creates, or extends with new nullable columns,
+before loading (a change that would lose data is refused, naming the column)::
+
+    table:
+      columns:                    # database column -> SQL type; unlisted ones follow their coercion
+        temperature: numeric(6,2)
+        notes: {type: text}
+      indexes:
+        - [created_at]
 
 Optional keys beyond the seed's: `timezone` (how naive timestamps are read; default UTC), `day_first`
 (`01/02/2024` is 1 February; default true), `decimal` (`auto`, `comma` or `dot`), `csv` (`delimiter`,
@@ -38,7 +52,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from . import statements
 
 MAPPINGS_DIR_ENV = "HEADWATER_MAPPINGS_DIR"
 IMAGE_MAPPINGS_DIR = Path("/opt/headwater/mappings")
@@ -50,7 +74,9 @@ COERCION_TYPES: tuple[str, ...] = ("datetime", "date", "float", "int", "str", "b
 Strategy = Literal["update", "ignore", "fail", "append"]
 STRATEGIES: tuple[str, ...] = ("update", "ignore", "fail", "append")
 # Columns the pipeline fills itself, usable in `on_columns` without being mapped.
-INJECTED_COLUMNS = ("datasource_id", "source_batch_id")
+INJECTED_COLUMNS = statements.INJECTED
+# Earlier names of the injected columns, read as the current ones.
+RENAMED_COLUMNS = {"datasource_id": statements.DEVICE, "source_batch_id": statements.BATCH}
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
 
@@ -97,6 +123,35 @@ class ConflictResolution(_Model):
     update_columns: list[Identifier] = Field(default_factory=list)
 
 
+class ColumnDeclaration(_Model):
+    type: str = Field(description="SQL type: text, integer, bigint, double precision, numeric(p,s), ...")
+    nullable: bool = True
+
+    @field_validator("type")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return statements.canonical_type(value)
+
+
+class TableDeclaration(_Model):
+    """The final table of a dataset of one's own; its staging table follows (see `statements`)."""
+
+    columns: dict[Identifier, ColumnDeclaration] = Field(default_factory=dict)
+    indexes: list[Annotated[list[Identifier], Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_types(cls, data: Any) -> Any:
+        """`temperature: numeric(6,2)` is short for `temperature: {type: numeric(6,2)}`."""
+        if isinstance(data, dict) and isinstance(data.get("columns"), dict):
+            data = dict(data)
+            data["columns"] = {
+                key: {"type": value} if isinstance(value, str) else value
+                for key, value in data["columns"].items()
+            }
+        return data
+
+
 class CsvOptions(_Model):
     delimiter: Annotated[str, StringConstraints(min_length=1, max_length=1)] | None = Field(
         default=None, description="field separator; absent: guessed from the header"
@@ -114,6 +169,8 @@ class Mapping(_Model):
     coercions: dict[Identifier, Coercion] = Field(default_factory=dict)
     validation_rules: ValidationRules = Field(default_factory=ValidationRules)
     conflict_resolution: ConflictResolution = Field(default_factory=ConflictResolution)
+    primary_key: list[Identifier] = Field(default_factory=list, description="the final table's key")
+    table: TableDeclaration | None = Field(default=None, description="tables Headwater creates and extends")
     target_table: Identifier
     staging_table: Identifier
     timezone: str = "UTC"
@@ -125,12 +182,23 @@ class Mapping(_Model):
     @model_validator(mode="before")
     @classmethod
     def _short_coercions(cls, data: Any) -> Any:
-        """`ts: datetime` is short for `ts: {type: datetime}`."""
-        if isinstance(data, dict) and isinstance(data.get("coercions"), dict):
-            data = dict(data)
+        """`ts: datetime` is short for `ts: {type: datetime}`; injected columns' earlier names are read as
+        their current ones."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("coercions"), dict):
             data["coercions"] = {
                 key: {"type": value} if isinstance(value, str) else value
                 for key, value in data["coercions"].items()
+            }
+        if isinstance(data.get("primary_key"), list):
+            data["primary_key"] = [RENAMED_COLUMNS.get(c, c) for c in data["primary_key"]]
+        conflict = data.get("conflict_resolution")
+        if isinstance(conflict, dict) and isinstance(conflict.get("on_columns"), list):
+            data["conflict_resolution"] = {
+                **conflict,
+                "on_columns": [RENAMED_COLUMNS.get(c, c) for c in conflict["on_columns"]],
             }
         return data
 
@@ -154,7 +222,16 @@ class Mapping(_Model):
                 self.conflict_resolution.on_columns,
                 known | set(INJECTED_COLUMNS),
             ),
+            ("primary_key", self.primary_key, known | set(INJECTED_COLUMNS)),
         ]
+        if self.table is not None:
+            checks += [
+                ("table.columns", list(self.table.columns), known),
+                *(
+                    (f"table.indexes.{n}", index, known | set(INJECTED_COLUMNS) | {statements.WRITTEN_AT})
+                    for n, index in enumerate(self.table.indexes)
+                ),
+            ]
         for key, names, allowed in checks:
             unknown = [name for name in names if name not in allowed]
             if unknown:
@@ -175,6 +252,8 @@ class Mapping(_Model):
             raise MappingError(
                 f"conflict_resolution.update_columns: cannot update key columns {', '.join(sorted(overlap))}"
             )
+        if self.table is not None:
+            self._check_declared_table()
         if self.target_table == self.staging_table:
             raise MappingError("staging_table: must differ from target_table")
         for key, zone in [("timezone", self.timezone)] + [
@@ -184,7 +263,50 @@ class Mapping(_Model):
                 raise MappingError(f"{key}: unknown time zone {zone!r}")
         return self
 
+    def _check_declared_table(self) -> None:
+        assert self.table is not None
+        for name, column in self.table.columns.items():
+            coercion = self.coercion(name).type
+            if not statements.takes(column.type, coercion):
+                raise MappingError(
+                    f"table.columns.{name}: a {column.type} column cannot hold {coercion} values "
+                    f"(coercions.{name})"
+                )
+        on_columns = self.conflict_resolution.on_columns
+        if self.primary_key and on_columns and set(on_columns) != set(self.primary_key):
+            raise MappingError(
+                "conflict_resolution.on_columns: must be the declared table's primary_key "
+                f"({', '.join(self.primary_key)})"
+            )
+
     # -- derived ----------------------------------------------------------------------------------------
+
+    @property
+    def key(self) -> list[str]:
+        """The final table's key as the mapping declares it."""
+        return self.primary_key or self.conflict_resolution.on_columns
+
+    def table_spec(self) -> statements.TableSpec | None:
+        """The tables the mapping declares, or None when it uses tables that exist."""
+        if self.table is None:
+            return None
+        declared = self.table.columns
+        columns = []
+        for name in self.db_columns:
+            natural = statements.DEFAULT_TYPES[self.coercion(name).type]
+            column = declared.get(name)
+            columns.append(
+                statements.ColumnSpec(name, column.type, column.nullable, natural)
+                if column is not None
+                else statements.ColumnSpec(name, natural)
+            )
+        return statements.TableSpec(
+            name=self.target_table,
+            staging=self.staging_table,
+            columns=tuple(columns),
+            key=tuple(self.key),
+            indexes=tuple(tuple(index) for index in self.table.indexes),
+        )
 
     @property
     def db_columns(self) -> list[str]:
@@ -280,11 +402,14 @@ __all__ = [
     "COERCION_TYPES",
     "INJECTED_COLUMNS",
     "MAPPINGS_DIR_ENV",
+    "RENAMED_COLUMNS",
     "STRATEGIES",
     "Coercion",
+    "ColumnDeclaration",
     "ConflictResolution",
     "Mapping",
     "MappingError",
+    "TableDeclaration",
     "mappings_dir",
     "shipped",
 ]

@@ -46,10 +46,12 @@ import psycopg
 from psycopg import sql
 
 from ..logs import fields
+from . import statements, tables
 from .copyformat import Column, CopyRows, Kind, Payload
-from .errors import BatchRejected, FailureReason, IngestError
-from .mapping import INJECTED_COLUMNS, Mapping
+from .errors import BatchRejected
+from .mapping import Mapping
 from .sources import Opener
+from .statements import BATCH, DEVICE, INJECTED, LoadShape
 from .transform import CheckTally, merge_checks, transform
 
 log = logging.getLogger(__name__)
@@ -149,63 +151,12 @@ def _increasing(frame: Any, keys: list[str]) -> bool:
     return bool(frame.select((key.null_count() == 0) & (key > key.shift(1)).all()).item())
 
 
-def _ident(*names: str) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(name) for name in names)
-
-
-# -- schema check -----------------------------------------------------------------------------------------
-
-
-def check_tables(conn: psycopg.Connection[Any], mapping: Mapping) -> None:
-    """The mapping's target and staging tables exist with its columns; else a clear SchemaMismatch."""
-    wanted = {
-        mapping.target_table: [*mapping.db_columns, "datasource_id", "source_batch_id"],
-        mapping.staging_table: [
-            *mapping.db_columns,
-            "batch_id",
-            "datasource_id",
-            "row_number",
-            "raw",
-            "errors",
-            "valid",
-            "loaded_to_final",
-        ],
-    }
-    for table, columns in wanted.items():
-        rows = conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-            "AND table_name = %s",
-            (table,),
-        ).fetchall()
-        if not rows:
-            raise IngestError(
-                FailureReason.SCHEMA_MISMATCH, f"table {table} of mapping {mapping.dataset} does not exist"
-            )
-        present = {row[0] for row in rows}
-        missing = [c for c in columns if c not in present]
-        if missing:
-            raise IngestError(
-                FailureReason.SCHEMA_MISMATCH,
-                f"table {table} of mapping {mapping.dataset} has no column {', '.join(missing)}",
-            )
-
-
-def column_types(conn: psycopg.Connection[Any], table: sql.Identifier) -> dict[str, str]:
-    """A table's columns and their types, as `format_type()` names them."""
-    rows = conn.execute(
-        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-        (table.as_string(conn),),
-    ).fetchall()
-    return {str(name): str(kind) for name, kind in rows}
-
-
 def copy_rows(conn: psycopg.Connection[Any], mapping: Mapping) -> tuple[CopyRows, CopyRows]:
     """How a mapping's rows are `COPY`-ed into its staging table and into its final table."""
     mapped: list[tuple[str, Kind]] = [(c, mapping.coercion(c).type) for c in mapping.db_columns]
     staging: list[tuple[str, Kind]] = [
         ("batch_id", "uuid"),
-        ("datasource_id", "int"),
+        (DEVICE, "int"),
         ("row_number", "int"),
         ("raw", "record"),
         *mapped,
@@ -213,9 +164,9 @@ def copy_rows(conn: psycopg.Connection[Any], mapping: Mapping) -> tuple[CopyRows
         ("valid", "bool"),
         ("loaded_to_final", "bool"),
     ]
-    final: list[tuple[str, Kind]] = [("datasource_id", "int"), *mapped, ("source_batch_id", "uuid")]
-    staging_types = column_types(conn, sql.Identifier(mapping.staging_table))
-    final_types = column_types(conn, sql.Identifier(mapping.target_table))
+    final: list[tuple[str, Kind]] = [(DEVICE, "int"), *mapped, (BATCH, "uuid")]
+    staging_types = tables.column_types(conn, sql.Identifier(mapping.staging_table))
+    final_types = tables.column_types(conn, sql.Identifier(mapping.target_table))
     return (
         CopyRows([Column(name, kind, staging_types.get(name, "")) for name, kind in staging]),
         CopyRows([Column(name, kind, final_types.get(name, "")) for name, kind in final]),
@@ -238,7 +189,7 @@ class _Staged:
 class _Part:
     """The rows of one chunk bound for the final table."""
 
-    payload: Payload  # COPY rows: datasource_id, the mapped columns, source_batch_id
+    payload: Payload  # COPY rows: device_id, the mapped columns, source_file
     rows: int
     bounds: dict[str, tuple[Any, Any]]
 
@@ -340,10 +291,15 @@ class Pipeline:
         self.mapping = mapping
         self.staging = sql.Identifier(mapping.staging_table)
         self.target = sql.Identifier(mapping.target_table)
-        self.incoming = sql.Identifier(f"incoming_{mapping.target_table}"[:63])
-        self.final_columns = ["datasource_id", *mapping.db_columns, "source_batch_id"]
-        self._types: dict[str, str] | None = None
+        self._shape: LoadShape | None = None
         self._copies: tuple[CopyRows, CopyRows] | None = None
+
+    @property
+    def shape(self) -> LoadShape:
+        """The final table's key, types and columns the load statements are built from."""
+        if self._shape is None:
+            self._shape = tables.load_shape(self.conn, self.mapping)
+        return self._shape
 
     def run(self, batch: BatchInput) -> BatchResult:
         staging = _StagingTransaction(self.staging_conn)
@@ -428,10 +384,6 @@ class Pipeline:
 
     # -- stream -----------------------------------------------------------------------------------
 
-    def _dedupe_keys(self) -> list[str]:
-        """The key columns that tell rows of one batch apart (the injected ones are the same for all)."""
-        return [k for k in self.mapping.conflict_resolution.on_columns if k not in INJECTED_COLUMNS]
-
     def _stream(
         self,
         batch: BatchInput,
@@ -447,14 +399,14 @@ class Pipeline:
         import polars as pl
 
         rows = self._copy_rows()[0]
-        constants = {"batch_id": batch_id, "datasource_id": datasource_id}
+        constants = {"batch_id": batch_id, DEVICE: datasource_id}
         started = _now()
         transform_seconds = 0.0
-        keys = self._dedupe_keys()
+        keys = list(self.shape.dedupe_keys)
         spans: list[dict[str, tuple[Any, Any]]] = []
         loaded = _Loaded()
         on_columns = self.mapping.conflict_resolution.on_columns
-        dedupe = bool(keys) and self.mapping.conflict_resolution.strategy in ("update", "ignore")
+        dedupe = bool(keys) and self.shape.strategy in ("update", "ignore")
         source = batch.open()
         staged.raw_columns = list(source.columns)
         batch.metadata.update({"encoding": source.encoding, "delimiter": source.delimiter})
@@ -522,7 +474,7 @@ class Pipeline:
         if _increasing(valid, keys):
             return None
         key = pl.struct(keys) if len(keys) > 1 else pl.col(keys[0])
-        last = self.mapping.conflict_resolution.strategy == "update"
+        last = self.shape.strategy == "update"
         kept = key.is_last_distinct() if last else key.is_first_distinct()
         rows = valid.filter(kept.not_())["row_number"]
         return rows if rows.len() else None
@@ -537,7 +489,7 @@ class Pipeline:
             low = valid.select(pl.col(k).min() for k in keys).row(0)
             high = valid.select(pl.col(k).max() for k in keys).row(0)
             bounds = {k: (lo, hi) for k, lo, hi in zip(keys, low, high, strict=True)}
-        constants = {"datasource_id": datasource_id, "source_batch_id": batch_id}
+        constants = {DEVICE: datasource_id, BATCH: batch_id}
         payload = self._copy_rows()[1].encode(valid.select(self.mapping.db_columns), constants)
         return _Part(payload, valid.height, bounds)
 
@@ -552,12 +504,12 @@ class Pipeline:
         a key repeated across chunks takes the second way too, and the later row wins (`update`) or
         loses (`ignore`) as within a chunk. A straight `COPY` that meets a row another transaction added
         meanwhile rolls back to its savepoint and takes the second way."""
-        conflict = self.mapping.conflict_resolution
-        if conflict.strategy == "fail":
+        shape = self.shape
+        if shape.strategy == "fail":
             self._copy_into(self._incoming(empty=False), part.payload)
             loaded.waiting = True
             return
-        if conflict.strategy == "append" or not conflict.on_columns:
+        if shape.strategy == "append" or not shape.key:
             loaded.rows += self._copy_into(self.target, part.payload)
             return
         if not self._overlaps(datasource_id, batch_id, part.bounds):
@@ -569,47 +521,38 @@ class Pipeline:
                 log.info("rows appeared in the final table meanwhile: loading this part with ON CONFLICT")
         self._copy_into(self._incoming(empty=True), part.payload)
         loaded.repeated += self._repeated(batch_id)
-        loaded.rows += self._insert_incoming(self._on_conflict())
+        loaded.rows += self._insert_incoming(on_conflict=True)
 
     def _finish_load(
         self, batch_id: uuid.UUID, datasource_id: int, result: BatchResult, staged: _Staged, loaded: _Loaded
     ) -> None:
-        conflict = self.mapping.conflict_resolution
-        keys = self._dedupe_keys()
+        shape = self.shape
         if loaded.waiting:  # strategy fail
-            distinct = sql.SQL(
-                "SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT {k} FROM {t}) d) FROM {t}"
-            )
             result.rows_duplicate = (
-                self._count(distinct.format(k=_ident(*keys), t=self.incoming)) if keys else 0
+                self._count(statements.duplicates_in_incoming(shape)) if shape.dedupe_keys else 0
             )
-            existing = self._existing() if self._overlaps(datasource_id, batch_id, staged.bounds) else 0
+            existing = (
+                self._count(statements.existing_matches(shape))
+                if self._overlaps(datasource_id, batch_id, staged.bounds)
+                else 0
+            )
             if existing or result.rows_duplicate:
                 raise BatchRejected(
                     "Conflict",
                     f"strategy 'fail': {existing} rows match rows already in {self.mapping.target_table} "
                     f"and {result.rows_duplicate} repeat another row of the batch on "
-                    f"({', '.join(conflict.on_columns)})",
+                    f"({', '.join(self.mapping.conflict_resolution.on_columns)})",
                 )
-            loaded.rows = self._insert_incoming(sql.Composed([]))
-        if conflict.strategy == "append" and keys:
+            loaded.rows = self._insert_incoming(on_conflict=False)
+        if shape.strategy == "append" and shape.dedupe_keys:
             # Loaded all the same (or refused by the final table's key): counted for the record.
             result.rows_duplicate = self._count(
-                sql.SQL(
-                    "SELECT count(*) - count(DISTINCT ({keys})) FROM {staging} WHERE batch_id = %s AND valid"
-                ).format(keys=_ident(*keys), staging=self.staging),
-                (batch_id,),
-                conn=self.staging_conn,
+                statements.duplicates_in_staging(shape), (batch_id,), conn=self.staging_conn
             )
-        if loaded.repeated and conflict.strategy == "update":
+        if loaded.repeated and shape.strategy == "update":
             # A later chunk updated rows an earlier one had loaded: count each key once.
-            condition, params = self._range(datasource_id, batch_id, staged.bounds)
-            loaded.rows = self._count(
-                sql.SQL("SELECT count(*) FROM {} WHERE source_batch_id = %s AND {}").format(
-                    self.target, condition
-                ),
-                (batch_id, *params),
-            )
+            params = self._range_params(datasource_id, batch_id, staged.bounds)
+            loaded.rows = self._count(statements.rows_of_batch_in_range(shape), (batch_id, *params))
         result.rows_loaded = loaded.rows
 
     def _count(
@@ -624,33 +567,15 @@ class Pipeline:
 
     def _repeated(self, batch_id: uuid.UUID) -> list[tuple[Any, ...]]:
         """Keys of the incoming rows that an earlier chunk of the batch loaded."""
-        keys = self._dedupe_keys()
-        statement = sql.SQL(
-            "SELECT {cols} FROM {incoming} i JOIN {target} t USING ({on}) WHERE t.source_batch_id = %s"
-        ).format(
-            cols=sql.SQL(", ").join(sql.SQL("i.{}").format(sql.Identifier(k)) for k in keys),
-            incoming=self.incoming,
-            target=self.target,
-            on=_ident(*self.mapping.conflict_resolution.on_columns),
-        )
-        return [tuple(row) for row in self.conn.execute(statement, (batch_id,)).fetchall()]
+        rows = self.conn.execute(statements.repeated_keys(self.shape), (batch_id,)).fetchall()
+        return [tuple(row) for row in rows]
 
     def _unmark_repeated(self, batch_id: uuid.UUID, repeated: list[tuple[Any, ...]]) -> int:
         """Staging rows a row of another chunk superseded (same key): not loaded, with a note. Returns how
         many."""
-        keys = self._dedupe_keys()
-        types = self._column_types()
-        winner = "max" if self.mapping.conflict_resolution.strategy == "update" else "min"
-        arrays = sql.SQL(", ").join(sql.SQL("%s::{}[]").format(sql.SQL(types[k])) for k in keys)
-        statement = sql.SQL(
-            "UPDATE {staging} s SET loaded_to_final = false, errors = s.errors || %s::jsonb FROM ("
-            "SELECT ctid AS row_id, row_number, {winner}(row_number) OVER (PARTITION BY {keys}) AS kept "
-            "FROM {staging} WHERE batch_id = %s AND valid AND ({keys}) IN (SELECT * FROM unnest({arrays}))"
-            ") d WHERE s.ctid = d.row_id AND d.row_number <> d.kept AND s.loaded_to_final"
-        ).format(staging=self.staging, winner=sql.SQL(winner), keys=_ident(*keys), arrays=arrays)
         columns = [list(values) for values in zip(*repeated, strict=True)]
         with self.staging_conn.cursor() as cursor:
-            cursor.execute(statement, (self._note(), batch_id, *columns))
+            cursor.execute(statements.unmark_superseded(self.shape), (self._note(), batch_id, *columns))
             return max(cursor.rowcount, 0)
 
     def _note(self) -> str:
@@ -674,94 +599,40 @@ class Pipeline:
 
     def _incoming(self, *, empty: bool) -> sql.Identifier:
         """The session's incoming table, shaped like the final table, emptied at every commit."""
+        incoming = self.shape.incoming
         row = self.conn.execute(
-            "SELECT to_regclass(%s)", ("pg_temp." + self.incoming.as_string(self.conn),)
+            "SELECT to_regclass(%s)", ("pg_temp." + incoming.as_string(self.conn),)
         ).fetchone()
         if row is None or row[0] is None:
-            self.conn.execute(
-                sql.SQL(
-                    "CREATE TEMPORARY TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-                ).format(self.incoming, self.target)
-            )
+            self.conn.execute(statements.create_incoming(self.shape))
         elif empty:
-            self.conn.execute(sql.SQL("TRUNCATE {}").format(self.incoming))
-        return self.incoming
+            self.conn.execute(sql.SQL("TRUNCATE {}").format(incoming))
+        return incoming
 
-    def _insert_incoming(self, on_conflict: sql.Composable) -> int:
-        columns = _ident(*self.final_columns)
-        statement = sql.SQL(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {incoming} {on_conflict}"
-        ).format(target=self.target, cols=columns, incoming=self.incoming, on_conflict=on_conflict)
+    def _insert_incoming(self, *, on_conflict: bool) -> int:
         with self.conn.cursor() as cursor:
-            cursor.execute(statement)
+            cursor.execute(statements.insert_incoming(self.shape, on_conflict=on_conflict))
             return max(cursor.rowcount, 0)
 
-    def _on_conflict(self) -> sql.Composable:
-        conflict = self.mapping.conflict_resolution
-        keys = conflict.on_columns
-        if conflict.strategy == "ignore":
-            return sql.SQL("ON CONFLICT ({keys}) DO NOTHING").format(keys=_ident(*keys))
-        updates = [*conflict.update_columns, "source_batch_id"]
-        return sql.SQL(
-            "ON CONFLICT ({keys}) DO UPDATE SET {sets}, loaded_at = now() "
-            "WHERE ({old}) IS DISTINCT FROM ({new})"
-        ).format(
-            keys=_ident(*keys),
-            sets=sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates
-            ),
-            old=sql.SQL(", ").join(
-                sql.SQL("{t}.{c}").format(t=self.target, c=sql.Identifier(c)) for c in conflict.update_columns
-            ),
-            new=sql.SQL(", ").join(
-                sql.SQL("EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in conflict.update_columns
-            ),
-        )
-
-    def _column_types(self) -> dict[str, str]:
-        if self._types is None:
-            self._types = column_types(self.conn, self.target)
-        return self._types
-
-    def _range(
+    def _range_params(
         self, datasource_id: int, batch_id: uuid.UUID, bounds: dict[str, tuple[Any, Any]]
-    ) -> tuple[sql.Composable, list[Any]]:
-        """The final table's key within `bounds`: a condition its primary key answers with a range scan."""
-        types = self._column_types()
-        conditions: list[sql.Composable] = []
+    ) -> list[Any]:
+        """The parameters of `statements.key_range` for this batch's rows."""
         params: list[Any] = []
-        for key in self.mapping.conflict_resolution.on_columns:
-            cast = sql.SQL(types.get(key, "text"))
-            if key in INJECTED_COLUMNS:
-                conditions.append(sql.SQL("{} = %s::{}").format(sql.Identifier(key), cast))
-                params.append(datasource_id if key == "datasource_id" else batch_id)
+        for key in self.shape.key:
+            if key in INJECTED:
+                params.append(datasource_id if key == DEVICE else batch_id)
             else:
-                low, high = bounds.get(key, (None, None))
-                between = sql.SQL("{} BETWEEN %s::{} AND %s::{}")
-                conditions.append(between.format(sql.Identifier(key), cast, cast))
-                params += [low, high]
-        return sql.SQL(" AND ").join(conditions), params
+                params += bounds.get(key, (None, None))
+        return params
 
     def _overlaps(self, datasource_id: int, batch_id: uuid.UUID, bounds: dict[str, tuple[Any, Any]]) -> bool:
         """Whether the final table holds any row within `bounds`: one index range scan."""
         if any(low is None or high is None for low, high in bounds.values()):
             return False  # a key column with no value: no row of these can conflict
-        condition, params = self._range(datasource_id, batch_id, bounds)
-        row = self.conn.execute(
-            sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(self.target, condition), params
-        ).fetchone()
+        params = self._range_params(datasource_id, batch_id, bounds)
+        row = self.conn.execute(statements.any_in_range(self.shape), params).fetchone()
         return bool(row and row[0])
-
-    def _existing(self) -> int:
-        """How many waiting rows match a row of the final table (strategy `fail`)."""
-        keys = self.mapping.conflict_resolution.on_columns
-        join = sql.SQL(" AND ").join(sql.SQL("t.{c} = i.{c}").format(c=sql.Identifier(c)) for c in keys)
-        row = self.conn.execute(
-            sql.SQL("SELECT count(*) FROM {incoming} i JOIN {target} t ON {join}").format(
-                incoming=self.incoming, target=self.target, join=join
-            )
-        ).fetchone()
-        return int(row[0]) if row else 0
 
     # -- bookkeeping ------------------------------------------------------------------------------
 

@@ -14,13 +14,13 @@ from typing import Any
 import psycopg
 
 from ..logs import error_line, fields
-from . import retention, schema
+from . import retention, schema, tables
 from .config import IngestConfig, IngestSummary, RunFigures
 from .connectors import Context, create
 from .connectors.base import read_credentials
 from .errors import FailureReason, IngestError
 from .mapping import Mapping, MappingError, shipped
-from .pipeline import BatchInput, BatchResult, CursorUpdate, Pipeline, check_tables, read_cursor, totals
+from .pipeline import BatchInput, BatchResult, CursorUpdate, Pipeline, read_cursor, totals
 from .schema import libpq_dsn
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def run_once(
         ) from None
     # Two connections: the batch's transaction on one, its staging rows written at the same time on the other.
     with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
-        check_tables(conn, mapping)
+        tables.prepare(conn, mapping)
         pipeline = Pipeline(conn, mapping, staging_conn)
         figures = RunFigures(staging_rows_pruned=retention.prune(conn, config, mapping))
         sink = DatabaseSink(conn, pipeline, config.connector, figures=figures, on_batch=on_batch)
@@ -200,7 +200,7 @@ def watch(
     schema.ensure(dsn)
     # Two connections: the batch's transaction on one, its staging rows written at the same time on the other.
     with connect(dsn) as conn, connect(dsn, application_name=STAGING_APPLICATION) as staging_conn:
-        check_tables(conn, mapping)
+        tables.prepare(conn, mapping)
         pipeline = Pipeline(conn, mapping, staging_conn)
         sink = DatabaseSink(conn, pipeline, config.connector, on_batch=on_batch)
         connector = create(context)

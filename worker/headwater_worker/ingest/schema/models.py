@@ -31,12 +31,12 @@ Staging is built to be written fast, since every record of every batch goes thro
 Final tables are built for loading a million rows at a time, where each index costs nearly as much as
 writing the rows:
 
-- The primary key is the natural one, `(datasource_id, <time>)`, which `ON CONFLICT` needs anyway: no
+- The primary key is the natural one, `(device_id, <time>)`, which `ON CONFLICT` needs anyway: no
   surrogate `id` with an index of its own to maintain.
 - They refer to `datasource` without a foreign key: PostgreSQL checks a foreign key with one query per
   inserted row, which took longer than inserting the rows. The migration installs triggers that keep the
   same guarantee set-wise: after each INSERT statement one query locks (`FOR KEY SHARE`, as a foreign key
-  does) and checks the distinct datasources the new rows name; a row whose `datasource_id` changes is
+  does) and checks the distinct datasources the new rows name; a row whose `device_id` changes is
   checked on its own; a datasource that final rows refer to cannot be deleted, renumbered or truncated.
   Alembic does not compare triggers: `tests/integration/test_ingest_pipeline.py` checks them.
 """
@@ -147,17 +147,23 @@ data_quality_checks = sa.Table(
 # -- final tables ------------------------------------------------------------------------------------
 
 
-def _fact(name: str, key: str, key_type: sa.types.TypeEngine[Any], *measures: sa.Column[object]) -> sa.Table:
+def _fact(
+    name: str,
+    key: str,
+    key_type: sa.types.TypeEngine[Any],
+    *measures: sa.Column[object],
+    written_at: str = "created_at",
+) -> sa.Table:
     return sa.Table(
         name,
         metadata,
         # Refers to datasource.id: checked by triggers, not by a foreign key (see the module's docstring).
-        sa.Column("datasource_id", sa.Integer, nullable=False),
+        sa.Column("device_id", sa.Integer, nullable=False),
         sa.Column(key, key_type, nullable=False),
         *measures,
-        sa.Column("source_batch_id", pg.UUID(as_uuid=True), nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False, server_default=NOW),
-        sa.PrimaryKeyConstraint("datasource_id", key),
+        sa.Column("source_file", pg.UUID(as_uuid=True), nullable=False),
+        sa.Column(written_at, sa.DateTime(timezone=True), nullable=False, server_default=NOW),
+        sa.PrimaryKeyConstraint("device_id", key),
     )
 
 
@@ -165,16 +171,11 @@ def _floats(*names: str) -> list[sa.Column[object]]:
     return [sa.Column(name, sa.Float) for name in names]
 
 
+def _decimals(precision: int, scale: int, *names: str) -> list[sa.Column[object]]:
+    return [sa.Column(name, sa.Numeric(precision, scale)) for name in names]
+
+
 TIMESTAMP = sa.DateTime(timezone=True)
-ENVIRONMENT = (
-    "temperature_c",
-    "humidity_pct",
-    "co2_ppm",
-    "pm25_ugm3",
-    "pm10_ugm3",
-    "voc_ppb",
-    "pressure_hpa",
-)
 SOLAR_PERIOD = (
     "inverter_power_kwh",
     "radiation_kwh_m2",
@@ -184,19 +185,38 @@ SOLAR_PERIOD = (
     "use_power_kwh",
     "power_profit",
 )
+# Columns of Headwater's earlier layout that the seed's tables do not have: kept, so no value is lost.
+EARLIER_ENVIRONMENT = ("co2_ppm", "voc_ppb")
+EARLIER_DAIRY = ("milk_liters", "fat_pct", "protein_pct", "somatic_cell_count")
 
 fact_energy_hourly = _fact("fact_energy_hourly", "ts", TIMESTAMP, *_floats("energy_kwh"))
-fact_energy_daily = _fact("fact_energy_daily", "day", sa.Date(), *_floats("energy_kwh"))
-environmental_metrics = _fact("environmental_metrics", "ts", TIMESTAMP, *_floats(*ENVIRONMENT))
+fact_energy_daily = _fact("fact_energy_daily", "ts", sa.Date(), *_floats("energy_kwh"))
+environmental_metrics = _fact(
+    "environmental_metrics",
+    "timestamp",
+    TIMESTAMP,
+    *_decimals(8, 2, "atm_pressure"),
+    *_decimals(6, 2, "noise_level_db", "temperature", "humidity"),
+    *_decimals(8, 2, "pm10"),
+    *_decimals(6, 2, "wind_speed", "wind_direction_sectors", "wind_angle"),
+    *_decimals(8, 2, "pm2p5"),
+    *_floats(*EARLIER_ENVIRONMENT),
+)
 dairy_production = _fact(
     "dairy_production",
-    "day",
+    "production_date",
     sa.Date(),
+    *_decimals(10, 2, "day_production_per_cow_kg"),
+    sa.Column("number_of_animals", sa.Integer),
+    sa.Column("average_lactation_days", sa.Integer),
+    *_decimals(10, 2, "fed_per_cow_total_kg", "fed_per_cow_water_kg"),
+    *_decimals(10, 4, "feed_efficiency"),
+    sa.Column("rumination_minutes", sa.Integer),
     sa.Column("milk_liters", sa.Float),
-    sa.Column("cows_milked", sa.Integer),
     sa.Column("fat_pct", sa.Float),
     sa.Column("protein_pct", sa.Float),
     sa.Column("somatic_cell_count", sa.BigInteger),
+    written_at="ingested_at",
 )
 fact_solar_hourly = _fact(
     "fact_solar_hourly",
@@ -233,7 +253,7 @@ STAGING_OF: dict[str, str] = {
     "fact_solar_daily": "staging_solar_daily",
     "fact_solar_monthly": "staging_solar_monthly",
 }
-BOOKKEEPING = ("datasource_id", "source_batch_id", "loaded_at")
+BOOKKEEPING = ("device_id", "source_file", "created_at", "ingested_at")
 
 
 def _staging(final: sa.Table) -> sa.Table:
@@ -242,14 +262,18 @@ def _staging(final: sa.Table) -> sa.Table:
     UNLOGGED, no primary key, a BRIN index on `batch_id`: see the module's docstring."""
     name = STAGING_OF[final.name]
     values = [
-        sa.Column(column.name, column.type) for column in final.columns if column.name not in BOOKKEEPING
+        # Staging keeps the transformed values as the transform made them: a rejected row's value may not
+        # fit the final table's decimal type.
+        sa.Column(column.name, sa.Float if isinstance(column.type, sa.Numeric) else column.type)
+        for column in final.columns
+        if column.name not in BOOKKEEPING
     ]
     return sa.Table(
         name,
         metadata,
         sa.Column("batch_id", pg.UUID(as_uuid=True), nullable=False),
         sa.Column("row_number", sa.BigInteger, nullable=False),
-        sa.Column("datasource_id", sa.Integer),
+        sa.Column("device_id", sa.Integer),
         sa.Column("raw", pg.ARRAY(sa.Text), nullable=False),
         *values,
         sa.Column("errors", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
