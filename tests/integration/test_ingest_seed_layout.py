@@ -127,7 +127,8 @@ def test_two_stations_through_the_ingestors_mapping_keep_their_own_rows(files: F
     assert rows == [("station-a", decimal.Decimal("21.00")), ("station-b", decimal.Decimal("25.00"))]
 
 
-def test_the_ingestors_dairy_mapping_loads_a_workbook_with_excel_dates(files: Files) -> None:
+@pytest.mark.parametrize("mapping", ["dairy_production.yaml", "dairy_production_daily.yaml"])
+def test_the_ingestors_dairy_mappings_load_a_workbook_with_excel_dates(files: Files, mapping: str) -> None:
     import openpyxl
 
     workbook = openpyxl.Workbook()
@@ -151,7 +152,7 @@ def test_the_ingestors_dairy_mapping_loads_a_workbook_with_excel_dates(files: Fi
     files.drop("herd.xlsx", b"")
     workbook.save(files.root / "incoming" / "herd.xlsx")
 
-    summary = files.run(SEED_MAPPINGS / "dairy_production.yaml")
+    summary = files.run(SEED_MAPPINGS / mapping)
     assert (summary.run.rows_loaded, summary.run.rows_rejected) == (2, 1), "Nr. animals is required"
     d = decimal.Decimal
     assert files.query(
