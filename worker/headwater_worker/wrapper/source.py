@@ -8,6 +8,7 @@ a 429 waits what its ``Retry-After`` says, within the same cap. Other answers ar
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -16,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..ingest.connectors.http import retry_after_seconds
+from ..retry_after import retry_after_seconds
 from .contract import Cell, Response
 
 USER_AGENT = "headwater-wrapper/1"
@@ -101,8 +102,6 @@ def xlsx_rows(data: bytes, sheet: str | None = None) -> Iterator[list[Cell]]:
 def _cell(value: object) -> Cell:
     if value is None or isinstance(value, str | int | float):
         return value
-    import datetime as dt
-
     if isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):

@@ -12,7 +12,6 @@ records are one batch, and the cursor moves to the window's end in the transacti
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import httpx
 
 from ...logs import fields, redact
+from ...retry_after import retry_after_seconds
 from ..config import HttpConfig
 from ..errors import FailureReason, IngestError
 from ..pipeline import BatchInput, CursorUpdate
@@ -39,22 +39,6 @@ class RetryableError(Exception):
 
 class AuthExpiredError(Exception):
     """A response saying the session or token expired: authenticate again (once) and repeat."""
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """`Retry-After`: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(int(value))
-    try:
-        moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
 
 
 class HttpClient:
