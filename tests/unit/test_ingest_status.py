@@ -12,7 +12,8 @@ import httpx
 import pytest
 from headwater_worker.ingest.config import IngestSummary, RunFigures
 from headwater_worker.ingest.runner import took_something_in
-from headwater_worker.ingest.status import ApiServer, StatusReporter, reporter, status_patch
+from headwater_worker.ingest.status import StatusReporter, reporter, status_patch
+from headwater_worker.kubeapi import ApiServer
 
 TOTALS = IngestSummary(
     rows_loaded=24,

@@ -25,6 +25,9 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "ingest", "headwater_worker.ingest.command", "load files or API data into PostgreSQL (Connector)"
     ),
+    Command(
+        "wrapper", "headwater_worker.wrapper.command", "generate and run an indicator's collector (Wrapper)"
+    ),
 )
 
 

@@ -67,6 +67,10 @@ FORBIDDEN_NAMES = frozenset(
     }
 )
 
+# Attributes a collector may not reach, on any object: the ways to files and processes that modules on the
+# allow-list still hold (`io.open`, `io.FileIO`).
+FORBIDDEN_ATTRIBUTES = frozenset({"open", "open_code", "FileIO", "system", "popen", "load_module"})
+
 Cell = str | int | float | datetime | None
 
 

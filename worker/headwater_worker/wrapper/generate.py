@@ -1,0 +1,260 @@
+"""Generation: sample the source, write a module, check it, try again with the errors, store it.
+
+Each attempt's errors go into the next (the template generator takes them as hints to try the next-best
+reading of the source; a model would read them as feedback). After `maxAttempts` the last errors are the
+report. A module that passed is written into the Wrapper's code ConfigMap through the API server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..logs import error_line, fields
+from .config import API_KEY_ENV, CODE_KEY, GenerationReport, LogEntry, Validation, WrapperConfig
+from .sample import SAMPLE_PAGES, PageSample, Sample
+from .source import ApiKey, HttpSource, SourceError
+from .validation import validate
+
+log = logging.getLogger(__name__)
+
+NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?', re.IGNORECASE)
+CODE_SHA_ANNOTATION = "headwater.dev/code-sha256"
+
+
+class GenerationFailedError(Exception):
+    def __init__(self, reason: str, message: str, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.errors = errors or [message]
+
+
+def _next_page(page: PageSample) -> str | None:
+    link = NEXT_LINK.search(page.headers.get("link", ""))
+    if link:
+        return link.group(1)
+    try:
+        body = json.loads(page.body)
+    except ValueError:
+        return None
+    if isinstance(body, dict):
+        for holder in (body, body.get("links"), body.get("meta"), body.get("pagination")):
+            if isinstance(holder, dict) and isinstance(holder.get("next"), str) and holder["next"]:
+                return str(holder["next"])
+    return None
+
+
+def sample_api(source: HttpSource, pages: int = SAMPLE_PAGES) -> Sample:
+    """The first pages of an API, following the links it gives to the next one."""
+    assert source.url is not None
+    sampled: list[PageSample] = []
+    url: str | None = source.url
+    while url is not None and len(sampled) < pages:
+        response = source.get(url)
+        headers = {
+            key.lower(): value
+            for key, value in response.headers.items()
+            if key.lower() in ("link", "content-type")
+        }
+        page = PageSample(
+            url=url if url.startswith("http") else response.url,
+            params={},
+            status=response.status_code,
+            content_type=headers.get("content-type", ""),
+            headers=headers,
+            body=response.text,
+        )
+        sampled.append(page)
+        if response.status_code >= 400:
+            if len(sampled) == 1:
+                raise SourceError("SourceUnreachable", f"the API answered HTTP {response.status_code}")
+            break
+        url = _next_page(page)
+    return Sample("API", url=source.url, pages=sampled)
+
+
+def replay_source(sample: Sample) -> dict[str, Any]:
+    pages = [
+        {
+            "url": page.url,
+            "params": page.params,
+            "status": page.status,
+            "headers": page.headers,
+            "body": page.body,
+        }
+        for page in sample.pages
+    ]
+    return {"kind": "replay", "url": sample.url, "pages": pages}
+
+
+@contextmanager
+def dry_run_source(sample: Sample) -> Iterator[dict[str, Any]]:
+    if sample.source_type == "API":
+        yield replay_source(sample)
+        return
+    with tempfile.NamedTemporaryFile(prefix="sample-", suffix=f".{sample.source_type.lower()}") as handle:
+        handle.write(sample.data or b"")
+        handle.flush()
+        yield {"kind": "file", "path": handle.name, "url": sample.url}
+
+
+@dataclass
+class Attempts:
+    """The log of a generation: what each attempt found."""
+
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    log: list[LogEntry] = field(default_factory=list)
+
+    def note(self, event: str, message: str) -> None:
+        self.log.append(LogEntry(time=self.now(), event=event, message=" ".join(message.split())[:1000]))
+
+
+Generate = Callable[[Sample, list[str]], str]
+
+
+def generate_module(
+    config: WrapperConfig, sample: Sample, write: Generate, attempts: Attempts
+) -> tuple[str, int]:
+    """The first module that passes validation, and the attempts it took; raises GenerationFailedError."""
+    from .template import GenerationError
+
+    feedback: list[str] = [config.previous_error] if config.previous_error else []
+    last_reason, last_errors = "ValidationFailed", ["no attempt was made"]
+    for attempt in range(1, config.generator.max_attempts + 1):
+        try:
+            code = write(sample, feedback)
+        except GenerationError as failure:
+            last_reason, last_errors = failure.reason, [failure.message]
+            attempts.note("generation_failed", f"attempt {attempt}: {failure.message}")
+            feedback = [*feedback, failure.message]
+            continue
+        with dry_run_source(sample) as source:
+            verdict = validate(code, source)
+        if verdict.passed:
+            attempts.note("generated", f"attempt {attempt}: dry run collected {verdict.points} points")
+            return code, attempt
+        last_reason, last_errors = "ValidationFailed", verdict.errors
+        attempts.note("validation_failed", f"attempt {attempt}: {verdict.errors[0]}")
+        feedback = [*feedback, *verdict.errors]
+    raise GenerationFailedError(last_reason, "; ".join(last_errors[:3]), last_errors)
+
+
+def template_writer(config: WrapperConfig) -> Generate:
+    from .template import TemplateRequest, generate
+
+    request = TemplateRequest(
+        name=config.indicator.name,
+        description=config.indicator.description,
+        unit=config.indicator.unit,
+        category=config.indicator.category,
+        notes=config.source.notes,
+        url=config.source.url,
+    )
+    return lambda sample, feedback: generate(request, sample, feedback)
+
+
+def read_sample(config: WrapperConfig, env: Mapping[str, str]) -> Sample:
+    from .sampling import sample_file
+
+    source = config.source
+    if source.type == "API":
+        assert source.url is not None
+        key = env.get(API_KEY_ENV)
+        api_key = ApiKey(key, source.api_key_header, source.api_key_query_parameter) if key else None
+        http = HttpSource(source.url, api_key)
+        try:
+            return sample_api(http)
+        finally:
+            http.close()
+    if source.path is not None:
+        try:
+            data = Path(source.path).read_bytes()
+        except OSError as error:
+            raise SourceError(
+                "SourceUnreadable", f"cannot read the source file: {error_line(error)}"
+            ) from None
+        name = Path(source.path).name
+    elif source.s3 is not None:
+        from .. import s3
+
+        with s3.failures("reading the source", lambda message, _: SourceError("SourceUnreachable", message)):
+            body = s3.client(source.s3).get_object(Bucket=source.s3.bucket, Key=source.s3.key)["Body"]
+            data = body.read()
+        name = source.s3.key.rsplit("/", 1)[-1]
+    else:
+        assert source.url is not None
+        http = HttpSource(source.url)
+        try:
+            data = http.read_bytes()
+        finally:
+            http.close()
+        name = source.url.rsplit("/", 1)[-1] or "source"
+    return sample_file(data, source.type, name)
+
+
+def store_module(config: WrapperConfig, env: Mapping[str, str], code: str, sha256: str) -> None:
+    """Merge-patch the module into the Wrapper's code ConfigMap, as this pod's ServiceAccount (allowed to
+    patch that one ConfigMap, nothing else)."""
+    from ..kubeapi import ApiServer, merge_patch
+
+    server = ApiServer.in_cluster(env)
+    if server is None or not config.code_config_map:
+        raise GenerationFailedError("CodeNotStored", "this pod has no API access to store the module with")
+    namespace = config.wrapper.split("/", 1)[0]
+    url = f"{server.url}/api/v1/namespaces/{namespace}/configmaps/{config.code_config_map}"
+    patch = {"metadata": {"annotations": {CODE_SHA_ANNOTATION: sha256}}, "data": {CODE_KEY: code}}
+    problem = merge_patch(server, url, patch, field_manager="headwater-wrapper-generator")
+    if problem is not None:
+        raise GenerationFailedError(
+            "CodeNotStored", f"storing the module in {config.code_config_map}: {problem}"
+        )
+
+
+def run_generation(
+    config: WrapperConfig,
+    env: Mapping[str, str],
+    *,
+    store: Callable[[WrapperConfig, Mapping[str, str], str, str], None] = store_module,
+    attempts: Attempts | None = None,
+) -> GenerationReport:
+    attempts = attempts or Attempts()
+    generator = config.generator.type
+    try:
+        sample = read_sample(config, env)
+        code, tries = generate_module(config, sample, template_writer(config), attempts)
+        sha256 = hashlib.sha256(code.encode("utf-8")).hexdigest()
+        store(config, env, code, sha256)
+    except SourceError as failure:
+        return GenerationReport(
+            outcome="failed", generator=generator, attempts=0, reason=failure.reason, message=failure.message
+        )
+    except GenerationFailedError as failure:
+        log.warning("generation failed", extra=fields(reason=failure.reason, error=failure.message))
+        return GenerationReport(
+            outcome="failed",
+            generator=generator,
+            attempts=config.generator.max_attempts,
+            reason=failure.reason,
+            message=failure.message,
+            validation=Validation(passed=False, errors=failure.errors[:5]),
+            log=attempts.log[-10:],
+        )
+    return GenerationReport(
+        outcome="generated",
+        generator=generator,
+        attempts=tries,
+        sha256=sha256,
+        generated_at=attempts.now(),
+        validation=Validation(passed=True),
+        log=attempts.log[-10:],
+    )
