@@ -32,6 +32,8 @@ def namespaced_permissions(peering: str) -> set[Permission]:
         | grants("", ["configmaps"], MANAGE)
         | grants("", ["serviceaccounts"], ("get", "create"))
         | grants(RBAC, ["roles", "rolebindings"], MANAGE)
+        # A Wrapper's pods run untrusted code: their egress is limited by a NetworkPolicy the operator owns.
+        | grants("networking.k8s.io", ["networkpolicies"], ("get", "create", "patch", "delete"))
         | grants("", ["events"], ("create", "patch"))
         | grants("events.k8s.io", ["events"], ("create", "patch"))
     )

@@ -35,7 +35,18 @@ from .common import (
 SourceType = Literal["API", "CSV", "XLSX"]
 WrapperMode = Literal["once", "continuous", "schedule"]
 GeneratorType = Literal["gemini", "template"]
-WrapperPhase = Literal["Pending", "Generating", "Executing", "Completed", "Error", "Stalled"]
+WrapperPhase = Literal[
+    "Pending",
+    "Generating",
+    "CreatingResource",
+    "Executing",
+    "Retrying",
+    "Stopped",
+    "Completed",
+    "Error",
+    "Stalled",
+]
+CollectionPhase = Literal["historical", "continuous"]
 WrapperHealth = Literal["HEALTHY", "STALLED", "DEGRADED", "CRASHED", "UNKNOWN"]
 
 DEFAULT_MODEL = "gemini-2.5-flash"
@@ -98,6 +109,20 @@ class WrapperSource(ApiModel):
     api_key_secret_ref: ApiKeySecretKeyRef | None = Field(
         default=None, description="Secret key holding the source API's key, if it needs one."
     )
+    api_key_header: str = Field(
+        default="X-API-Key",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Header the API key is sent in; `Authorization` sends it as `Bearer <key>`.",
+    )
+    api_key_query_parameter: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Query parameter the API key is sent in, instead of a header.",
+    )
     notes: str | None = Field(
         default=None,
         max_length=16384,
@@ -158,8 +183,8 @@ class WrapperOutput(ApiModel):
     database: DatabaseTableRef | None = Field(default=None, description="Append the points to a table.")
     s3: S3Location | None = Field(
         default=None,
-        description='Write one JSON object per run, `{"resource_id": ..., "points": [...]}`, under the '
-        "prefix.",
+        description='Write one JSON object per run that collected points, `{"resource_id": ..., "data": '
+        '[{"x": ..., "y": ...}]}`, under `<prefix>/<resource id>/`, named by time, never overwritten.',
     )
 
 
@@ -196,6 +221,16 @@ class WrapperSpec(ApiModel):
         le=604800,
         description="`continuous`: seconds between two polls of the source.",
     )
+    suspend: bool = Field(
+        default=False,
+        description="Stop collecting (the `Stopped` status): no run starts until this is false again.",
+    )
+    egress_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="TCP ports the collector may reach beyond those of its source URL, its S3 endpoints and "
+        "PostgreSQL's 5432 (a database on another port, say); its NetworkPolicy allows no others.",
+    )
     generator: Generator = Field(description="How the collector code is generated.")
     output: WrapperOutput | None = Field(
         default=None,
@@ -222,6 +257,10 @@ class CodeValidation(StatusModel):
 class GeneratedCode(StatusModel):
     """The collector code currently in use."""
 
+    generation: int | None = Field(default=None, ge=1, description="The spec generation it was written for.")
+    regeneration: int | None = Field(
+        default=None, ge=0, description="1 when it was rewritten after the source changed shape."
+    )
     config_map_name: str | None = Field(
         default=None, max_length=253, description="ConfigMap holding the code (key `wrapper.py`)."
     )
@@ -246,14 +285,36 @@ class ExecutionLogEntry(StatusModel):
     message: str | None = Field(default=None, max_length=1024, description="Details.")
 
 
+class CollectorReport(StatusModel):
+    """The last report of the collector: what its run collected, or why it failed."""
+
+    outcome: Literal["collected", "failed"] = Field(description="`collected` or `failed`.")
+    ran_at: datetime = Field(description="When the run started.")
+    resource_id: str | None = Field(default=None, max_length=253, description="The resource collected.")
+    new_points: int | None = Field(default=None, ge=0, description="Points this run added.")
+    total_points: int | None = Field(default=None, ge=0, description="Points of the resource after it.")
+    high_water_mark: datetime | None = Field(default=None, description="Newest timestamp stored.")
+    low_water_mark: datetime | None = Field(default=None, description="Oldest timestamp stored.")
+    collection_phase: CollectionPhase | None = Field(
+        default=None, description="`historical` or `continuous`."
+    )
+    reason: str | None = Field(default=None, max_length=64, description="Why it failed.")
+    message: str | None = Field(default=None, max_length=1024, description="What failed, one line.")
+
+
 class WrapperStatus(Status):
     """What the operator last observed of the wrapper."""
 
     phase: WrapperPhase | None = Field(
         default=None,
         description="The seed's wrapper status, capitalised: `Pending`, `Generating` (writing the code), "
-        "`Executing` (collecting), `Completed` (a one-off collection finished), `Error`, or `Stalled` "
-        "(cannot proceed until the spec or a referenced object changes).",
+        "`CreatingResource` (starting the collector), `Executing` (collecting), `Retrying` (a run failed and "
+        "is tried again), `Stopped` (suspended), `Completed` (a one-off collection finished), `Error`, or "
+        "`Stalled` (cannot proceed until the spec or a referenced object changes).",
+    )
+    collection_phase: CollectionPhase | None = Field(
+        default=None,
+        description="`historical` while the first run back-fills the source's past, `continuous` after.",
     )
     health: WrapperHealth | None = Field(
         default=None,
@@ -283,6 +344,20 @@ class WrapperStatus(Status):
     end_period: datetime | None = Field(default=None, description="Latest data point of the resource.")
     points_collected: int | None = Field(default=None, ge=0, description="Data points collected so far.")
     last_run_time: datetime | None = Field(default=None, description="When the collector last reported.")
+    regenerations: int | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Times the code was rewritten for this generation because the source changed shape: "
+        "once at most, a second change is `Error`.",
+    )
+    collector: CollectorReport | None = Field(default=None, description="The collector's last report.")
+    collector_failures: int | None = Field(
+        default=None, ge=0, description="Consecutive failed polls of a continuous collector."
+    )
+    collector_empty_polls: int | None = Field(
+        default=None, ge=0, description="Consecutive polls of a continuous collector that found nothing new."
+    )
     execution_log: list[ExecutionLogEntry] = Field(
         default_factory=list,
         max_length=MAX_LOG_ENTRIES,

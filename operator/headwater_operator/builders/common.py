@@ -11,6 +11,9 @@ from ..api.common import S3Bucket, S3Location
 from ..config import OperatorConfig
 
 API_VERSION = "headwater.dev/v1alpha1"
+GROUP = "headwater.dev"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 WORKER_TMP_VOLUME = "tmp"
 # The size limit of the worker's /tmp (an emptyDir): the kubelet evicts a pod that writes more. An S3 file
 # source downloads each object there, and a Latin-1 CSV needs a UTF-8 copy beside it.
@@ -65,6 +68,40 @@ def service_account(owner: Owner) -> dict[str, Any]:
 
 def service_account_name(owner: Owner) -> str:
     return naming.child_name(owner.name, "worker")
+
+
+def role(owner: Owner, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "apiVersion": RBAC_API_VERSION,
+        "kind": "Role",
+        "metadata": owner.metadata(name, "worker"),
+        "rules": rules,
+    }
+
+
+def status_writer_role(owner: Owner, plural: str, name: str) -> dict[str, Any]:
+    """`patch` on the owner's own status, nothing else: what a long-running worker needs to report. The
+    operator can grant it without `escalate` because it holds the same permission."""
+    rule = {
+        "apiGroups": [GROUP],
+        "resources": [f"{plural}/status"],
+        "resourceNames": [owner.name],
+        "verbs": ["patch"],
+    }
+    return role(owner, name, [rule])
+
+
+def role_binding(owner: Owner, name: str) -> dict[str, Any]:
+    """Binds the Role of this name to the owner's worker ServiceAccount."""
+    return {
+        "apiVersion": RBAC_API_VERSION,
+        "kind": "RoleBinding",
+        "metadata": owner.metadata(name, "worker"),
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
+        "subjects": [
+            {"kind": "ServiceAccount", "name": service_account_name(owner), "namespace": owner.namespace}
+        ],
+    }
 
 
 def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:

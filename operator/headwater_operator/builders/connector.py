@@ -9,17 +9,17 @@ from typing import Any
 from headwater_worker.ingest.config import CONFIG_ENV, CREDENTIALS_DIR_ENV, DATABASE_URL_ENV, IngestConfig
 
 from .. import naming
-from ..api.common import GROUP
 from ..api.connector import KIND, ConnectorSpec, FileSource
 from ..config import OperatorConfig
 from .common import (
     WORKER_TMP_BYTES,
     Owner,
+    role_binding,
     s3_credentials_env,
     s3_location,
     secret_env,
     service_account,
-    service_account_name,
+    status_writer_role,
     worker_pod_spec,
 )
 
@@ -29,8 +29,6 @@ MAPPING_DIR = "/etc/headwater/mapping"
 CREDENTIALS_DIR = "/var/run/headwater/credentials"
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix to its Jobs' names
 BACKOFF_LIMIT = 3
-RBAC_GROUP = "rbac.authorization.k8s.io"
-RBAC_API_VERSION = f"{RBAC_GROUP}/v1"
 # The largest S3 object the worker downloads to its /tmp: the object, and the UTF-8 copy a Latin-1 CSV needs
 # beside it (at most twice its size: each byte above 0x7F takes two), fit. A larger one is rejected unread.
 MAX_S3_OBJECT_BYTES = WORKER_TMP_BYTES // 3
@@ -199,7 +197,7 @@ def pod_spec(
         mounts,
         restart_policy=restart_policy,
         # A watcher never terminates, so it has no termination message to report through: it writes its
-        # figures into the status itself, with the token of its ServiceAccount (see status_writer_role).
+        # figures into the status itself, with its ServiceAccount's token (see common.status_writer_role).
         automount_token=watches(spec),
     )
 
@@ -252,45 +250,14 @@ def deployment(owner: Owner, spec: ConnectorSpec, config: OperatorConfig) -> dic
     }
 
 
-def status_writer_role(owner: Owner) -> dict[str, Any]:
-    """`patch` on this one Connector's status, nothing else: what a watcher needs to write its
-    figures. The operator can grant it without `escalate` because it holds the same permission."""
-    return {
-        "apiVersion": RBAC_API_VERSION,
-        "kind": "Role",
-        "metadata": owner.metadata(status_writer_name(owner), "worker"),
-        "rules": [
-            {
-                "apiGroups": [GROUP],
-                "resources": [f"{KIND.plural}/status"],
-                "resourceNames": [owner.name],
-                "verbs": ["patch"],
-            }
-        ],
-    }
-
-
-def status_writer_binding(owner: Owner) -> dict[str, Any]:
-    name = status_writer_name(owner)
-    return {
-        "apiVersion": RBAC_API_VERSION,
-        "kind": "RoleBinding",
-        "metadata": owner.metadata(name, "worker"),
-        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
-        "subjects": [
-            {"kind": "ServiceAccount", "name": service_account_name(owner), "namespace": owner.namespace}
-        ],
-    }
-
-
 def children(owner: Owner, spec: ConnectorSpec, config: OperatorConfig) -> list[dict[str, Any]]:
     """Everything the Connector should own, in the order to apply it; raises InvalidSpecError."""
     if watches(spec):
         # The grant before the watcher, so that its first status write is allowed.
         return [
             service_account(owner),
-            status_writer_role(owner),
-            status_writer_binding(owner),
+            status_writer_role(owner, KIND.plural, status_writer_name(owner)),
+            role_binding(owner, status_writer_name(owner)),
             deployment(owner, spec, config),
         ]
     return [service_account(owner), cronjob(owner, spec, config)]

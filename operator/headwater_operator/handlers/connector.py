@@ -11,7 +11,7 @@ from .. import kube, metrics
 from ..api.common import GROUP, VERSION
 from ..api.connector import ConnectorSpec
 from ..builders import connector as build
-from ..builders.common import Owner
+from ..builders.common import RBAC_API_VERSION, Owner
 from ..conditions import Outcome
 from ..config import OperatorConfig
 from ..status import connector as observe
@@ -64,8 +64,8 @@ async def retire_stale_children(
     for api_version, kind, name, present in (
         ("batch/v1", "CronJob", workload, children.cronjobs),
         ("apps/v1", "Deployment", workload, children.deployments),
-        (build.RBAC_API_VERSION, "RoleBinding", writer, children.rolebindings),
-        (build.RBAC_API_VERSION, "Role", writer, children.roles),
+        (RBAC_API_VERSION, "RoleBinding", writer, children.rolebindings),
+        (RBAC_API_VERSION, "Role", writer, children.roles),
     ):
         if (
             kind not in keep
