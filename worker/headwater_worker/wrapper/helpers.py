@@ -188,7 +188,8 @@ MONTHS = {
 }
 _MONTH_NAMES = "|".join(sorted(MONTHS, key=len, reverse=True))
 _YEAR = re.compile(r"(1[0-9]{3}|2[0-2][0-9]{2})")
-_YEAR_MONTH = re.compile(r"([12][0-9]{3})\s*(?:[-/.]|M|-M)\s*(0?[1-9]|1[0-2])")
+# `2021.03` is a month only with two digits: `1717.1` is a value.
+_YEAR_MONTH = re.compile(r"([12][0-9]{3})(?:\s*(?:[-/]|M|-M)\s*(0?[1-9]|1[0-2])|\.(0[1-9]|1[0-2]))")
 _MONTH_YEAR = re.compile(r"(0?[1-9]|1[0-2])\s*[-/.]\s*([12][0-9]{3})")
 _NAMED_MONTH = re.compile(rf"({_MONTH_NAMES})\.?[\s\-/,]*([12][0-9]{{3}}|[0-9]{{2}})")
 _YEAR_NAMED_MONTH = re.compile(rf"([12][0-9]{{3}})[\s\-/,]*({_MONTH_NAMES})\.?")
@@ -259,7 +260,7 @@ def _text_time(text: str, day_first: bool = True) -> datetime | None:
         except ValueError:
             pass
         if found := _YEAR_MONTH.fullmatch(text):
-            return _month_start(int(found.group(1)), int(found.group(2)))
+            return _month_start(int(found.group(1)), int(found.group(2) or found.group(3)))
         if found := _QUARTER.fullmatch(text):
             return _month_start(int(found.group(1)), 3 * int(found.group(2)) - 2)
         if found := _HALF.fullmatch(text):
@@ -566,14 +567,14 @@ def shape_changed(message: str) -> SourceError:
 def locate_header(
     rows: Iterable[Row],
     header_row: int,
-    columns: Sequence[str] = (),
+    columns: Sequence[str | int] = (),
     accept: Callable[[Row], bool] | None = None,
 ) -> tuple[Row, Iterator[Row]]:
     """The header row (the one at index `header_row` if it names all of `columns` and `accept`s, else the
     first one among the first rows that does) and the rows below it."""
     iterator = iter(rows)
     head = list(islice(iterator, max(HEADER_LOOKAHEAD, header_row + 1)))
-    wanted = [name.casefold() for name in columns if name]
+    wanted = [name.casefold() for name in columns if isinstance(name, str) and name]
 
     def fits(row: Row) -> bool:
         present = {_key(cell) for cell in row}
@@ -583,12 +584,19 @@ def locate_header(
     for index in order:
         if index < len(head) and fits(head[index]):
             return head[index], chain(head[index + 1 :], iterator)
-    what = f"the columns {', '.join(repr(name) for name in columns)}" if wanted else "a header row"
+    what = (
+        f"the columns {', '.join(repr(name) for name in columns if isinstance(name, str))}"
+        if wanted
+        else "a header row"
+    )
     raise shape_changed(f"none of the first {len(head)} rows holds {what}")
 
 
-def column(header: Row, name: str) -> int:
-    """The index of the header's column called `name` (as `label` writes it, case-insensitively)."""
+def column(header: Row, name: str | int) -> int:
+    """The index of the header's column called `name` (as `label` writes it, case-insensitively), or the
+    column at index `name` for a column the header leaves unnamed."""
+    if isinstance(name, int):
+        return name
     wanted = name.casefold()
     for index, cell in enumerate(header):
         if _key(cell) == wanted:
@@ -604,11 +612,11 @@ def _series(row: Row, indexes: Sequence[int]) -> str:
 def long_points(
     rows: Iterable[Row],
     *,
-    time_column: str,
-    value_column: str,
+    time_column: str | int,
+    value_column: str | int,
     time_format: str,
     decimal: str = ".",
-    series_columns: Sequence[str] = (),
+    series_columns: Sequence[str | int] = (),
     header_row: int = 0,
 ) -> Iterator[tuple[datetime, float, Attributes]]:
     """The points of a long table: one row per time (per series), the time in one column, the value in
@@ -643,11 +651,11 @@ def wide_points(
     rows: Iterable[Row],
     *,
     time_format: str,
-    label_columns: Sequence[str] = (),
-    series_columns: Sequence[str] = (),
+    label_columns: Sequence[str | int] = (),
+    series_columns: Sequence[str | int] = (),
     decimal: str = ".",
     header_row: int = 0,
-    year_column: str | None = None,
+    year_column: str | int | None = None,
     keep_series: str | None = None,
 ) -> Iterator[tuple[datetime, float, Attributes]]:
     """The points of a wide table: periods as column headers (`2019`, `2021-03`, `Q1 2021`; or month names
@@ -659,7 +667,8 @@ def wide_points(
     def has_periods(row: Row) -> bool:
         return sum(1 for cell in row if header_time(cell) is not None) >= 2
 
-    header, body = locate_header(rows, header_row, [*label_columns, year_column or ""], has_periods)
+    named = [*label_columns, *([] if year_column is None else [year_column])]
+    header, body = locate_header(rows, header_row, named, has_periods)
     skip = {column(header, name) for name in label_columns}
     year_at = column(header, year_column) if year_column is not None else None
     periods = [
