@@ -584,12 +584,15 @@ def locate_header(
     for index in order:
         if index < len(head) and fits(head[index]):
             return head[index], chain(head[index + 1 :], iterator)
-    what = (
-        f"the columns {', '.join(repr(name) for name in columns if isinstance(name, str))}"
-        if wanted
-        else "a header row"
+    if not wanted:
+        raise shape_changed(f"none of the first {len(head)} rows is a header row of periods")
+    expected = {_key(cell) for cell in head[header_row]} if header_row < len(head) else set()
+    missing = [name for name in columns if isinstance(name, str) and name.casefold() not in expected]
+    raise shape_changed(
+        f"no row among the first {len(head)} holds the columns "
+        f"{', '.join(repr(name) for name in columns if isinstance(name, str))}; the header row "
+        f"(row {header_row + 1}) has no column {', no column '.join(repr(name) for name in missing)}"
     )
-    raise shape_changed(f"none of the first {len(head)} rows holds {what}")
 
 
 def column(header: Row, name: str | int) -> int:
