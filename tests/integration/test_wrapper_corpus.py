@@ -64,6 +64,10 @@ class CorpusApi(BaseHTTPRequestHandler):
                     "previous": f"{base}?page={page - 1}" if page > 1 else None,
                     "results": chunk,
                 }
+            elif api["style"] == "odata":
+                body = {"@odata.context": f"{base}/$metadata#TypedDataSet", "value": chunk}
+                if page < pages:
+                    body["@odata.nextLink"] = f"{base}?page={page + 1}"
             elif api["style"] == "data-page":
                 body = {"data": chunk, "meta": {"page": page, "per_page": size, "total_pages": pages}}
             else:
@@ -170,7 +174,24 @@ def test_the_corpus_has_enough_different_sources() -> None:
     assert {entry["type"] for entry in CORPUS} == {"CSV", "XLSX", "API"}
 
 
-@pytest.mark.parametrize("entry", CORPUS, ids=[entry["name"] for entry in CORPUS])
+# Sources the generator fails on, and why: they count against its score in docs/wrapper.md. Strict, so a
+# change that makes one pass says so.
+KNOWN_FAILURES = {
+    "year-month-columns": "the year and the month sit in two numeric columns; a time is read from one column",
+    "api-odata-periods": "periods coded 2021MM01 are no time format the helpers know",
+}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param(entry, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[entry["name"]]))
+        if entry["name"] in KNOWN_FAILURES
+        else entry
+        for entry in CORPUS
+    ],
+    ids=[entry["name"] for entry in CORPUS],
+)
 def test_each_source_is_collected_exactly_and_once(entry: dict[str, Any], api_url: str) -> None:
     sample, source = source_of(entry, api_url)
     code = generate(request_of(entry), sample)

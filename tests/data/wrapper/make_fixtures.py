@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import random
+import re
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,7 +98,11 @@ def save_workbook(workbook: openpyxl.Workbook, path: Path) -> None:
         for entry in built.infolist():
             stamped = zipfile.ZipInfo(entry.filename, date_time=(2026, 1, 1, 0, 0, 0))
             stamped.compress_type = zipfile.ZIP_DEFLATED
-            fixed.writestr(stamped, built.read(entry.filename))
+            content = built.read(entry.filename)
+            if entry.filename == "docProps/core.xml":
+                # openpyxl stamps the time of saving, whatever the properties say.
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>2026-01-01T00:00:00Z", content)
+            fixed.writestr(stamped, content)
 
 
 def fixed_workbook() -> openpyxl.Workbook:
@@ -616,6 +621,61 @@ def api_offset() -> Source:
     return source
 
 
+def year_month_columns() -> Source:
+    """An energy agency's monthly table with the year and the month in two columns of numbers."""
+    rng = random.Random(16)
+    source = Source(
+        "year-month-columns",
+        "electricity_net_generation.csv",
+        "CSV",
+        "An energy agency's monthly CSV with the year and the month (1-12) in two numeric columns, then "
+        "net generation and a share of renewables.",
+        {"name": "Net electricity generation", "unit": "GWh"},
+    )
+    rows = [["YEAR", "MONTH", "NET_GENERATION_GWH", "RENEWABLE_SHARE_PCT"]]
+    for moment in months(date(2021, 1, 1), 30):
+        text = number(rng, 3000, 5000)
+        source.points.append(Point(moment, text))
+        rows.append([str(moment.year), str(moment.month), text, number(rng, 20, 45)])
+    write_csv(HERE / source.file, rows)
+    return source
+
+
+def api_odata_periods() -> Source:
+    """An OData v4 API in a statistics office's style: `value` records, `@odata.nextLink`, periods coded
+    `2021MM01`, one column per measure."""
+    rng = random.Random(17)
+    source = Source(
+        "api-odata-periods",
+        "api_odata_statline.json",
+        "API",
+        "An OData v4 API in a statistics office's style: `{@odata.context, value, @odata.nextLink}`, periods "
+        "coded `2021MM01`, a region code per record, one field per measure.",
+        {"name": "Electricity delivered to households", "unit": "MWh", "notes": "Monthly, per municipality."},
+    )
+    records: list[dict[str, Any]] = []
+    for moment in months(date(2021, 1, 1), 24):
+        for region in ("GM0363", "GM0599"):
+            text = number(rng, 50000, 90000, 0)
+            source.points.append(Point(moment, text, region))
+            records.append(
+                {
+                    "ID": len(records),
+                    "RegioS": region,
+                    "Perioden": f"{moment.year}MM{moment.month:02d}",
+                    "ElectricityDeliveredHouseholds_1": int(text),
+                    "NaturalGasDeliveredHouseholds_2": int(number(rng, 1000, 9000, 0)),
+                }
+            )
+    source.api = {
+        "style": "odata",
+        "path": "/ODataApi/odata/83989ENG/TypedDataSet",
+        "page_size": 20,
+        "records": records,
+    }
+    return source
+
+
 BUILDERS: list[Callable[[], Source]] = [
     stats_office_wide,
     eurostat_tsv,
@@ -632,6 +692,8 @@ BUILDERS: list[Callable[[], Source]] = [
     api_data_page,
     api_list_link,
     api_offset,
+    year_month_columns,
+    api_odata_periods,
 ]
 
 

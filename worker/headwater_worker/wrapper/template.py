@@ -445,6 +445,8 @@ def _no_time_axis(sample: Sample) -> GenerationError:
 
 
 def _no_values(sample: Sample) -> GenerationError | None:
+    """Why a sheet with a column of times gave no reading: no numbers beside them, or times that repeat
+    with no column to tell their rows apart."""
     for sheet in sample.sheets:
         rows = [*sheet.rows, *sheet.last_rows]
         for header_index in _header_rows(sheet, "long"):
@@ -452,13 +454,25 @@ def _no_values(sample: Sample) -> GenerationError | None:
             width = max((len(row) for row in body), default=0)
             for index in range(width):
                 name = helpers.label(header[index]) if index < len(header) else ""
-                if _time_format(_column(body, index), name) is not None:
-                    names = ", ".join(text for text in (helpers.label(cell) for cell in header) if text)[:200]
+                time_format = _time_format(_column(body, index), name)
+                if time_format is None:
+                    continue
+                names = ", ".join(text for text in (helpers.label(cell) for cell in header) if text)[:200]
+                numbers = [
+                    other
+                    for other in range(width)
+                    if other != index and _is_value_column(_column(body, other), _decimal_default(sheet))
+                ]
+                where = f"sheet {sheet.name!r} has times in column {_shown(_name(header, index))}"
+                if numbers and _series_columns(body, header, index, time_format, set(numbers)) is None:
                     return GenerationError(
                         "NoValues",
-                        f"sheet {sheet.name!r} has times in column {_shown(_name(header, index))} but no "
-                        f"column of numbers beside them (headers: {names})",
+                        f"{where}, but they repeat and no column of text tells their rows apart "
+                        f"(headers: {names})",
                     )
+                return GenerationError(
+                    "NoValues", f"{where} but no column of numbers beside them (headers: {names})"
+                )
     return None
 
 
