@@ -153,9 +153,11 @@ def value_parser(decimal: str = ".") -> ValueParser:
         def parse(cell: Cell) -> float | None:
             if cell.__class__ is str:
                 try:
-                    return _finite(float(cell))
+                    value = float(cell)
                 except ValueError:
                     return parse_value(cell, ".")
+                # The finiteness test inline: this is the per-row path of every long table.
+                return value if value - value == 0.0 else None
             if cell.__class__ is float or cell.__class__ is int:
                 return _finite(float(cell))
             return parse_value(cell, ".")
