@@ -10,6 +10,7 @@ from .contract import Cell
 
 SAMPLE_ROWS = 60
 SAMPLE_PAGES = 3
+SAMPLE_LAST_ROWS = 12
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,15 @@ class SheetSample:
     rows: list[list[Cell]]
     merged_cells: list[str] = field(default_factory=list)  # A1 ranges, like "A1:F1"
     total_rows: int | None = None
+    # The structure found in it (row indexes from 0): the header row, the title rows above it, and the
+    # notes rows after the data (their cells), which the first rows of a long sheet do not reach.
+    header_row: int | None = None
+    title_rows: list[int] = field(default_factory=list)
+    notes_rows: list[list[Cell]] = field(default_factory=list)
+    last_rows: list[list[Cell]] = field(default_factory=list)
+    # How a CSV file reads: its delimiter and the encoding it decodes with.
+    delimiter: str | None = None
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)
