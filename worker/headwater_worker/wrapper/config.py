@@ -9,6 +9,7 @@ models below, which the operator parses too. Models only, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from ..s3 import S3Location
+from .source import ApiKey
 
 CONFIG_ENV = "HEADWATER_WRAPPER_CONFIG"
 API_KEY_ENV = "HEADWATER_SOURCE_API_KEY"
@@ -49,9 +51,14 @@ class SourceConfig(_Model):
     url: str | None = None
     path: str | None = None
     s3: S3ObjectConfig | None = None
-    api_key_header: str | None = None
+    api_key_header: str = "X-API-Key"
     api_key_query_parameter: str | None = None
     notes: str | None = None
+
+    def api_key(self, env: Mapping[str, str]) -> ApiKey | None:
+        """The API key from the environment, placed where this source wants it; `None` without one."""
+        value = env.get(API_KEY_ENV)
+        return ApiKey(value, self.api_key_header, self.api_key_query_parameter) if value else None
 
 
 class GeneratorConfig(_Model):

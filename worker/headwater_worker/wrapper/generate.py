@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from ..logs import error_line, fields
-from .config import API_KEY_ENV, CODE_KEY, GenerationReport, LogEntry, Validation, WrapperConfig
+from .config import CODE_KEY, GenerationReport, LogEntry, Validation, WrapperConfig
 from .sample import SAMPLE_PAGES, PageSample, Sample
-from .source import ApiKey, HttpSource, SourceError
+from .source import HttpSource, SourceError
 from .validation import validate
 
 log = logging.getLogger(__name__)
@@ -169,9 +169,7 @@ def read_sample(config: WrapperConfig, env: Mapping[str, str]) -> Sample:
     source = config.source
     if source.type == "API":
         assert source.url is not None
-        key = env.get(API_KEY_ENV)
-        api_key = ApiKey(key, source.api_key_header, source.api_key_query_parameter) if key else None
-        http = HttpSource(source.url, api_key)
+        http = HttpSource(source.url, source.api_key(env))
         try:
             return sample_api(http)
         finally:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..logs import error_line, fields
-from .config import API_KEY_ENV, DATABASE_URL_ENV, CollectionReport, SourceConfig, WrapperConfig
+from .config import DATABASE_URL_ENV, CollectionReport, SourceConfig, WrapperConfig
 from .sandbox import CollectorFailedError, CollectorProcess, Limits
 from .store import CountingStore, DatabaseStore, OutputError, S3Store, Store
 from .validation import Verdict, static_errors
@@ -73,12 +73,12 @@ def harness_source(source: SourceConfig, env: Mapping[str, str], folder: Path) -
             s3.client(source.s3).download_file(source.s3.bucket, source.s3.key, str(target))
         return {"kind": "file", "path": str(target)}
     spec: dict[str, Any] = {"kind": "http", "url": source.url}
-    key = env.get(API_KEY_ENV)
-    if key:
+    api_key = source.api_key(env)
+    if api_key is not None:
         spec["apiKey"] = {
-            "value": key,
-            "header": source.api_key_header,
-            "queryParameter": source.api_key_query_parameter,
+            "value": api_key.value,
+            "header": api_key.header,
+            "queryParameter": api_key.query_parameter,
         }
     return spec
 
