@@ -331,3 +331,59 @@ class FakeOAuthApi(FakeApi):
             start, end = parse_time(request.query["start"]), parse_time(request.query["end"])
             return _json(200, {"data": {"items": self.records(start, end)}})
         return _json(404, {"error": "not found"})
+
+
+class FakeIndicatorApi(FakeApi):
+    """Open-data APIs of indicator records, each paging its own way (`style`): `results-next` (a `next`
+    link in the body), `data-page` (`page` with `meta.total_pages`), `list-link` (a bare list and a `Link`
+    header), `offset` (`offset` / `limit`), `odata` (`@odata.nextLink`). With `api_key`, every request must
+    carry it in `X-API-Key`; records can be added while it serves."""
+
+    def __init__(self, apis: dict[str, dict[str, Any]], api_key: str | None = None) -> None:
+        super().__init__()
+        self.apis = {path: {**api, "records": list(api["records"])} for path, api in apis.items()}
+        self.api_key = api_key
+
+    def add(self, path: str, records: list[dict[str, Any]]) -> None:
+        with self.lock:
+            self.apis[path]["records"].extend(records)
+
+    def answer(self, request: Request) -> Answer:
+        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+            return _json(401, {"error": "a valid X-API-Key is required"})
+        api = self.apis.get(request.path)
+        if api is None:
+            return _json(404, {"error": "not found"})
+        with self.lock:
+            records = list(api["records"])
+        size = api["page_size"]
+        pages = max(1, -(-len(records) // size))
+        base = f"http://{request.headers['host']}{request.path}"
+        headers: dict[str, str] = {}
+        body: Json
+        if api["style"] == "offset":
+            offset, limit = int(request.query.get("offset", 0)), int(request.query.get("limit", size))
+            body = {"total": len(records), "offset": offset, "limit": limit}
+            body["observations"] = records[offset : offset + limit]
+            return _json(200, body)
+        page = int(request.query.get("page", 1))
+        chunk = records[(page - 1) * size : page * size]
+        if api["style"] == "results-next":
+            body = {
+                "count": len(records),
+                "next": f"{base}?page={page + 1}" if page < pages else None,
+                "previous": f"{base}?page={page - 1}" if page > 1 else None,
+                "results": chunk,
+            }
+        elif api["style"] == "odata":
+            body = {"@odata.context": f"{base}/$metadata#TypedDataSet", "value": chunk}
+            if page < pages:
+                body["@odata.nextLink"] = f"{base}?page={page + 1}"
+        elif api["style"] == "data-page":
+            body = {"data": chunk, "meta": {"page": page, "per_page": size, "total_pages": pages}}
+        else:
+            body = chunk
+            links = [f'<{request.path}?page={page + 1}>; rel="next"'] if page < pages else []
+            links.append(f'<{request.path}?page={pages}>; rel="last"')
+            headers["Link"] = ", ".join(links)
+        return _json(200, body, headers)

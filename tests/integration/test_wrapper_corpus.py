@@ -9,80 +9,23 @@ source's points exactly, and a second run from the newest of them must collect n
 from __future__ import annotations
 
 import json
-import math
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from headwater_worker.wrapper import helpers
 from headwater_worker.wrapper.contract import Point
-from headwater_worker.wrapper.sample import SAMPLE_PAGES, PageSample, Sample
+from headwater_worker.wrapper.generate import sample_api
+from headwater_worker.wrapper.sample import Sample
 from headwater_worker.wrapper.sampling import sample_file
 from headwater_worker.wrapper.source import FileSource, HttpSource
 from headwater_worker.wrapper.template import TemplateRequest, generate
 
+from tests.fakes.apis import FakeIndicatorApi
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "wrapper"
 CORPUS: list[dict[str, Any]] = json.loads((DATA / "corpus.json").read_text())
-
-
-class CorpusApi(BaseHTTPRequestHandler):
-    """The corpus's APIs, each paging its records its own way."""
-
-    apis: Mapping[str, dict[str, Any]] = {}
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def do_GET(self) -> None:
-        parts = urlsplit(self.path)
-        api = self.apis.get(parts.path)
-        if api is None:
-            self.send_error(404)
-            return
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        records, size = api["records"], api["page_size"]
-        pages = math.ceil(len(records) / size)
-        base = f"http://{self.headers['Host']}{parts.path}"
-        headers: dict[str, str] = {}
-        body: Any
-        if api["style"] == "offset":
-            offset, limit = int(query.get("offset", 0)), int(query.get("limit", size))
-            body = {"total": len(records), "offset": offset, "limit": limit}
-            body["observations"] = records[offset : offset + limit]
-        else:
-            page = int(query.get("page", 1))
-            chunk = records[(page - 1) * size : page * size]
-            if api["style"] == "results-next":
-                body = {
-                    "count": len(records),
-                    "next": f"{base}?page={page + 1}" if page < pages else None,
-                    "previous": f"{base}?page={page - 1}" if page > 1 else None,
-                    "results": chunk,
-                }
-            elif api["style"] == "odata":
-                body = {"@odata.context": f"{base}/$metadata#TypedDataSet", "value": chunk}
-                if page < pages:
-                    body["@odata.nextLink"] = f"{base}?page={page + 1}"
-            elif api["style"] == "data-page":
-                body = {"data": chunk, "meta": {"page": page, "per_page": size, "total_pages": pages}}
-            else:
-                body = chunk
-                links = [f'<{parts.path}?page={page + 1}>; rel="next"'] if page < pages else []
-                links.append(f'<{parts.path}?page={pages}>; rel="last"')
-                headers["Link"] = ", ".join(links)
-        content = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(content)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(content)
 
 
 @pytest.fixture(scope="module")
@@ -92,43 +35,9 @@ def api_url() -> Iterator[str]:
         if entry["type"] == "API":
             api = json.loads((DATA / entry["file"]).read_text())
             apis[api["path"]] = api
-    handler = type("Handler", (CorpusApi,), {"apis": apis})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-def sample_api(source: HttpSource) -> Sample:
-    """The first pages of an API, as the generation command samples them: following next links."""
-    assert source.url is not None
-    pages: list[PageSample] = []
-    url: str | None = source.url
-    while url is not None and len(pages) < SAMPLE_PAGES:
-        response = source.get(url)
-        headers = {
-            key.lower(): value
-            for key, value in response.headers.items()
-            if key.lower() in ("link", "content-type")
-        }
-        pages.append(
-            PageSample(
-                url=response.url,
-                params={},
-                status=response.status_code,
-                content_type=headers.get("content-type", ""),
-                headers=headers,
-                body=response.text,
-            )
-        )
-        try:
-            body = response.json()
-        except ValueError:
-            break
-        url = helpers.next_url(response, body)
-    return Sample("API", url=source.url, pages=pages)
+    server = FakeIndicatorApi(apis).start()
+    yield server.url
+    server.stop()
 
 
 def request_of(entry: Mapping[str, Any]) -> TemplateRequest:

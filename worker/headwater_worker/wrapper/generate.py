@@ -8,9 +8,7 @@ report. A module that passed is written into the Wrapper's code ConfigMap throug
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,13 +19,13 @@ from typing import Any
 
 from ..logs import error_line, fields
 from .config import CODE_KEY, GenerationReport, LogEntry, Validation, WrapperConfig
+from .helpers import next_url
 from .sample import SAMPLE_PAGES, PageSample, Sample
 from .source import HttpSource, SourceError
 from .validation import validate
 
 log = logging.getLogger(__name__)
 
-NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?', re.IGNORECASE)
 CODE_SHA_ANNOTATION = "headwater.dev/code-sha256"
 
 
@@ -37,21 +35,6 @@ class GenerationFailedError(Exception):
         self.reason = reason
         self.message = message
         self.errors = errors or [message]
-
-
-def _next_page(page: PageSample) -> str | None:
-    link = NEXT_LINK.search(page.headers.get("link", ""))
-    if link:
-        return link.group(1)
-    try:
-        body = json.loads(page.body)
-    except ValueError:
-        return None
-    if isinstance(body, dict):
-        for holder in (body, body.get("links"), body.get("meta"), body.get("pagination")):
-            if isinstance(holder, dict) and isinstance(holder.get("next"), str) and holder["next"]:
-                return str(holder["next"])
-    return None
 
 
 def sample_api(source: HttpSource, pages: int = SAMPLE_PAGES) -> Sample:
@@ -79,7 +62,11 @@ def sample_api(source: HttpSource, pages: int = SAMPLE_PAGES) -> Sample:
             if len(sampled) == 1:
                 raise SourceError("SourceUnreachable", f"the API answered HTTP {response.status_code}")
             break
-        url = _next_page(page)
+        try:
+            body = response.json()
+        except ValueError:
+            break
+        url = next_url(response, body)
     return Sample("API", url=source.url, pages=sampled)
 
 
