@@ -33,6 +33,8 @@ READ_TIMEOUT_SECONDS = 30
 # Every kind of child the operator writes, by (apiVersion, kind): its plural. All are namespaced.
 PLURALS = {
     ("v1", "ServiceAccount"): "serviceaccounts",
+    ("v1", "ConfigMap"): "configmaps",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("batch/v1", "Job"): "jobs",
     ("batch/v1", "CronJob"): "cronjobs",
     ("apps/v1", "Deployment"): "deployments",

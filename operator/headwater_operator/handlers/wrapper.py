@@ -81,10 +81,11 @@ async def converge(
             await common.refresh(PLURAL, current, lambda _: (stalled, {}))
             return
         known = KIND_HANDLERS.owned(indexes, owner)
-        wanted = children if apply_all else [child for child in children if child["kind"] in INDEXED]
-        applied = [
-            await common.ensure(child, known) for child in wanted if apply_all or not _present(child, known)
-        ]
+        missing = [child for child in children if child["kind"] in INDEXED and not _present(child, known)]
+        # A stage's workload needs what comes before it (its ServiceAccount, the code ConfigMap, its
+        # grants), which the spec's handler may not have applied yet: with a workload missing, all of it.
+        wanted = children if apply_all or missing else []
+        applied = [await common.ensure(child, known) for child in wanted]
         await retire_stale_children(owner, spec, indexes, logger)
     await common.refresh(
         PLURAL,

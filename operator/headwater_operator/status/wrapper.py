@@ -174,6 +174,7 @@ def record_report(report: CollectionReport, out: Derivation, owner: Owner) -> No
         "pointsCollected": total,
         "lastRunTime": report.ran_at,
         "collectionPhase": report.collection_phase,
+        "collector": report.to_status(),
     }
     for key, value in figures.items():
         if value is not None:
@@ -195,6 +196,8 @@ def failed_run(
         or "the collector failed"
     )
     when = report.ran_at if report is not None else (observed.finished_at if observed else None)
+    if report is not None:
+        out.extra["collector"] = report.to_status()
     if reason == "SourceChanged":
         if build.regeneration_of(out.status) == 0:
             out.extra["regenerations"] = 1
@@ -350,6 +353,8 @@ def derive(
         build.check(spec)
     except build.InvalidSpecError as invalid:
         return out.result(Outcome.stalled("Stalled", invalid.reason, invalid.message), "UNKNOWN")
+    regeneration = build.regeneration_of(status)
+    out.extra["generatorJobName"] = build.generator_job_name(owner, regeneration)
     code = build.current_code(owner, status)
     if code is None:
         found = generation(owner, status, jobs, pods, out)
@@ -358,10 +363,11 @@ def derive(
         code = found
     if spec.suspend:
         return out.result(Outcome.ready("Stopped", "Suspended", "collection is suspended"), "UNKNOWN")
-    owned = [
-        job for job in jobs if name_of(job) != build.generator_job_name(owner, build.regeneration_of(status))
-    ]
+    owned = [job for job in jobs if name_of(job) != out.extra["generatorJobName"]]
     mode = spec.effective_mode
+    out.extra["workloadName"] = (
+        build.run_job_name(owner, regeneration) if mode == "once" else build.workload_name(owner)
+    )
     if mode == "once":
         return out.result(*once(owner, status, owned, pods, out))
     if mode == "schedule":
