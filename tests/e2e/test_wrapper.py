@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,9 @@ class Setup:
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.kubectl.get_json("wrapper", name).get("status") or {})
 
-    def wait(self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 180) -> Any:
+    def wait(
+        self, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 180
+    ) -> Any:
         def reached() -> dict[str, Any] | None:
             status = self.status(name)
             return status if check(status) else None
@@ -210,3 +212,204 @@ def test_wide_csv_in_a_configmap_is_collected_exactly_and_a_second_run_adds_noth
     assert again["pointsCollected"] == len(expected(entry))
     assert setup.points(status["resourceId"]) == expected(entry)
     assert again["code"]["sha256"] == status["code"]["sha256"], "the same spec is not regenerated"
+
+
+@pytest.mark.s3
+def test_xlsx_with_title_and_notes_rows_in_s3_is_collected_exactly(
+    setup: Setup, s3: S3Server, bucket: str
+) -> None:
+    entry = "xlsx-report"
+    s3.client().put_object(
+        Bucket=bucket, Key="sources/report.xlsx", Body=(DATA / CORPUS[entry]["file"]).read_bytes()
+    )
+    setup.kubectl.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+            },
+            setup.wrapper(
+                "report",
+                entry,
+                {
+                    "type": "XLSX",
+                    "file": {
+                        "s3": {
+                            "bucket": bucket,
+                            "key": "sources/report.xlsx",
+                            "endpoint": s3.endpoint_url,
+                            "forcePathStyle": True,
+                            "credentialsSecretRef": {"name": "s3"},
+                        }
+                    },
+                },
+            ),
+        ]
+    )
+    status = setup.assert_collected("report", entry)
+    again = setup.run_again("report", status)
+    assert (again["collector"]["newPoints"], again["pointsCollected"]) == (0, len(expected(entry)))
+    assert setup.points(status["resourceId"]) == expected(entry)
+
+
+def api_key_secret(setup: Setup, name: str = "source-key") -> None:
+    setup.kubectl.apply(
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"apiKey": API_KEY}}
+    )
+
+
+def api_source(api: FakeIndicatorApi, entry: str, key_secret: str = "source-key") -> dict[str, Any]:
+    return {"type": "API", "url": api.url + api_path(entry), "apiKeySecretRef": {"name": key_secret}}
+
+
+def test_paginated_api_with_a_key_is_collected_exactly_and_a_second_run_adds_nothing(
+    setup: Setup, api: FakeIndicatorApi
+) -> None:
+    entry = "api-list-link"
+    api_key_secret(setup)
+    setup.kubectl.apply(setup.wrapper("emissions", entry, api_source(api, entry), mode="once"))
+    status = setup.assert_collected("emissions", entry)
+    requests = api.received(api_path(entry))
+    assert len({request.query.get("page", "1") for request in requests}) > 1, "every page was read"
+    assert {request.headers.get("x-api-key") for request in requests} == {API_KEY}
+    assert API_KEY not in json.dumps(status)
+
+    again = setup.run_again("emissions", status)
+    assert (again["collector"]["newPoints"], again["pointsCollected"]) == (0, len(expected(entry)))
+    assert setup.points(status["resourceId"]) == expected(entry)
+
+
+def continuous_api(setup: Setup, api: FakeIndicatorApi, name: str, entry: str) -> dict[str, Any]:
+    """A continuous wrapper of the API `entry`, once its first poll has collected all of it."""
+    api_key_secret(setup)
+    setup.kubectl.apply(setup.wrapper(name, entry, api_source(api, entry), pollIntervalSeconds=10))
+    total = len(expected(entry))
+    status = dict(
+        setup.wait(
+            name,
+            lambda s: s.get("pointsCollected") == total or s.get("phase") in ("Error", "Stalled"),
+            "the first poll never collected the source",
+        )
+    )
+    assert status["phase"] == "Executing", setup.describe(name)
+    assert status["workloadName"] == f"{name}-collect"
+    assert setup.points(status["resourceId"]) == expected(entry)
+    return status
+
+
+def test_continuous_wrapper_collects_only_new_data_and_a_killed_pod_loses_and_duplicates_nothing(
+    setup: Setup, api: FakeIndicatorApi
+) -> None:
+    entry = "api-results-next"
+    path = api_path(entry)
+    status = continuous_api(setup, api, "air", entry)
+    assert status["collectionPhase"] == "continuous"
+    [deployment] = setup.kubectl.get_json("deployments")["items"]
+    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    first_pod = setup.kubectl.get_json("pods", "-l", "headwater.dev/wrapper=air")["items"][0]
+
+    # Two new days at the source, and the collector's pod killed before it polls again.
+    records = json.loads((DATA / CORPUS[entry]["file"]).read_text())["records"]
+    newest = max(records, key=lambda record: str(record["date"]))
+    last_day = datetime.fromisoformat(newest["date"]).replace(tzinfo=UTC)
+    added = [
+        {**newest, "id": 10_000 + days, "date": (last_day + timedelta(days=days)).date().isoformat()}
+        for days in (1, 2)
+    ]
+    setup.kubectl("delete", "pod", first_pod["metadata"]["name"], "--wait=false")
+    api.add(path, added)
+    total = len(expected(entry)) + 2
+    status = dict(
+        setup.wait(
+            "air",
+            lambda s: s.get("pointsCollected") == total,
+            "the new records were never collected",
+        )
+    )
+    rows = setup.points(status["resourceId"])
+    assert len(rows) == len(set(rows)) == total
+    assert parse(status["highWaterMark"]) == last_day + timedelta(days=2)
+    assert status["collector"]["newPoints"] in (0, 2)
+    pods = setup.kubectl.get_json("pods", "-l", "headwater.dev/wrapper=air")["items"]
+    assert first_pod["metadata"]["name"] not in {pod["metadata"]["name"] for pod in pods}
+
+
+def test_a_source_that_changes_shape_is_regenerated_once_then_the_wrapper_errs(
+    setup: Setup, api: FakeIndicatorApi
+) -> None:
+    entry = "api-list-link"
+    path = api_path(entry)
+    status = continuous_api(setup, api, "carbon", entry)
+    first_code = status["code"]["sha256"]
+    api.rename(path, "value", "reading")
+    status = setup.wait(
+        "carbon",
+        lambda s: s.get("regenerations") == 1 and s.get("code", {}).get("sha256") not in (None, first_code),
+        "never regenerated",
+    )
+    events = [entry["event"] for entry in status["executionLog"]]
+    assert "regenerating" in events
+    assert status["phase"] in ("Executing", "CreatingResource", "Generating")
+
+    api.rename(path, "reading", "measurement")
+    status = setup.wait_phase("carbon", "Error")
+    assert status["regenerations"] == 1
+    assert "changed shape again" in status["message"]
+    assert status["health"] == "CRASHED"
+    assert [job["metadata"]["name"] for job in setup.kubectl.get_json("jobs")["items"]].count(
+        "carbon-gen-1-r2"
+    ) == 0, "never a third generation"
+
+
+def test_unreachable_source_is_retried_then_a_clear_error(setup: Setup) -> None:
+    setup.kubectl.apply(
+        setup.wrapper(
+            "nowhere", "api-list-link", {"type": "API", "url": "http://127.0.0.1:9/v1/emissions"}, mode="once"
+        )
+    )
+    status = setup.wait_phase("nowhere", "Error", "Stalled", timeout=240)
+    assert status["phase"] == "Error"
+    assert status["reason"] == "SourceUnreachable"
+    assert "127.0.0.1:9" in status["message"]
+    assert "\n" not in status["message"]
+
+
+def test_no_time_axis_is_an_error_naming_what_was_not_found_after_max_attempts(setup: Setup) -> None:
+    setup.kubectl.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "sites"},
+                "data": {"sites.csv": "site,area_m2,floors\nNorth depot,1200,2\nSouth yard,800,1\n"},
+            },
+            setup.wrapper(
+                "sites",
+                "stats-office-wide",
+                {"type": "CSV", "file": {"configMapRef": {"name": "sites", "key": "sites.csv"}}},
+            ),
+        ]
+    )
+    status = setup.wait_phase("sites", "Error", "Stalled", "Completed")
+    assert status["phase"] == "Error", setup.describe("sites")
+    assert status["reason"] == "NoTimeAxis"
+    assert "time" in status["message"].lower()
+    assert status["attempts"] == 2
+    assert status["code"]["validation"]["passed"] is False
+    assert status["code"]["validation"]["errors"]
+
+
+def test_missing_secret_stalls_the_wrapper_naming_it(setup: Setup, api: FakeIndicatorApi) -> None:
+    entry = "api-list-link"
+    setup.kubectl.apply(setup.wrapper("keyless", entry, api_source(api, entry, key_secret="absent-key")))
+    status = setup.wait_phase("keyless", "Stalled", "Error")
+    assert status["phase"] == "Stalled"
+    assert "absent-key" in status["message"]
+    api_key_secret(setup, "absent-key")
+    setup.wait(
+        "keyless",
+        lambda s: s.get("pointsCollected") == len(expected(entry)),
+        "the Secret arrived but nothing was collected",
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 Json = Any
 Answer = tuple[int, dict[str, str], bytes]
@@ -87,7 +87,7 @@ class FakeApi:
         host, port = self.server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def start(self) -> FakeApi:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
@@ -347,6 +347,14 @@ class FakeIndicatorApi(FakeApi):
     def add(self, path: str, records: list[dict[str, Any]]) -> None:
         with self.lock:
             self.apis[path]["records"].extend(records)
+
+    def rename(self, path: str, old: str, new: str) -> None:
+        """Change the API's shape: every record's field `old` is called `new` from now on."""
+        with self.lock:
+            records = self.apis[path]["records"]
+            self.apis[path]["records"] = [
+                {(new if key == old else key): value for key, value in record.items()} for record in records
+            ]
 
     def answer(self, request: Request) -> Answer:
         if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
