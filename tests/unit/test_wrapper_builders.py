@@ -89,6 +89,7 @@ def test_before_code_is_stored_the_wrapper_gets_its_fixtures_and_a_generator_job
     children = build.children(OWNER, spec(), CONFIG, None)
     assert kinds(children) == [
         "ServiceAccount",
+        "ServiceAccount",
         "NetworkPolicy",
         "ConfigMap",
         "Role",
@@ -252,11 +253,23 @@ def test_the_generator_may_only_read_and_patch_its_own_code_config_map() -> None
         "name": "site-code-writer",
     }
     generator = pod_of(of_kind(children, "Job"))
+    assert generator["serviceAccountName"] == "site-generator"
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": generator["serviceAccountName"], "namespace": "team-a"}
+        {"kind": "ServiceAccount", "name": "site-generator", "namespace": "team-a"}
     ]
     assert generator["automountServiceAccountToken"] is True
-    assert of_kind(children, "ServiceAccount")["automountServiceAccountToken"] is False
+    accounts = [c for c in children if c["kind"] == "ServiceAccount"]
+    assert [a["metadata"]["name"] for a in accounts] == ["site-worker", "site-generator"]
+    assert all(account["automountServiceAccountToken"] is False for account in accounts)
+
+
+@pytest.mark.parametrize("fields", [{}, {"source": API_SOURCE}], ids=["once", "continuous"])
+def test_the_collector_runs_as_an_account_that_cannot_write_its_code(fields: dict[str, Any]) -> None:
+    children = build.children(OWNER, spec(**fields), CONFIG, stored())
+    collector = pod_of(workload(children))["serviceAccountName"]
+    assert collector == "site-worker"
+    writer = named(children, "RoleBinding", "site-code-writer")
+    assert collector not in [subject["name"] for subject in writer["subjects"]]
 
 
 def test_a_one_off_or_scheduled_run_has_no_api_token() -> None:

@@ -1,7 +1,8 @@
 """The children of a Wrapper, as a function of its spec and of how far its status has come.
 
-Always: a ServiceAccount, a NetworkPolicy for its pods, and the ConfigMap the code goes into (created empty;
-the generator fills it), with a Role that lets the generator patch that one ConfigMap. Until code for this
+Always: a ServiceAccount for the collector and another for the generator, a NetworkPolicy for its pods, and
+the ConfigMap the code goes into (created empty; the generator fills it), with a Role that lets the
+generator's account patch that one ConfigMap. Until code for this
 spec generation is stored: the generator Job. Once it is, the collector: a Job (`once`), a CronJob
 (`schedule`) or a Deployment (`continuous`, with a Role that lets it patch this one Wrapper's status).
 """
@@ -59,6 +60,11 @@ class InvalidSpecError(ValueError):
 
 def code_config_map_name(owner: Owner) -> str:
     return naming.child_name(owner.name, "code")
+
+
+def generator_account_name(owner: Owner) -> str:
+    """The generator's own ServiceAccount: the grant to write the code must not reach the collector."""
+    return naming.child_name(owner.name, "generator")
 
 
 def code_writer_name(owner: Owner) -> str:
@@ -220,6 +226,7 @@ def pod_spec(
         mounts,
         restart_policy=restart_policy,
         automount_token=needs_token,
+        account=generator_account_name(owner) if code is None else None,
     )
     pod["containers"][0]["resources"] = WORKER_RESOURCES
     return pod
@@ -409,10 +416,11 @@ def children(
     check(spec)
     made = [
         service_account(owner),
+        service_account(owner, generator_account_name(owner)),
         network_policy(owner, spec),
         code_config_map(owner),
         code_writer_role(owner),
-        role_binding(owner, code_writer_name(owner)),
+        role_binding(owner, code_writer_name(owner), generator_account_name(owner)),
     ]
     if current_code(owner, status) is None:
         return [*made, generator_job(owner, spec, config, status)]
