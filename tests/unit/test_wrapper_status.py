@@ -496,3 +496,18 @@ def test_an_unparsable_status_is_rebuilt() -> None:
     outcome, extra = derive(spec(), {"phase": "Sometimes"})
     assert outcome.phase == "Generating"
     assert extra["executionLog"] == []
+
+
+def test_a_new_spec_generation_gets_its_own_regeneration() -> None:
+    """An earlier generation that used its regeneration (and ended in `Error`) leaves none to the next."""
+    used = {"code": {**code(1), "generation": 2}, "regenerations": 1}
+    children = build.children(OWNER, spec(), CONFIG, WrapperStatus.model_validate(used))
+    assert [c["metadata"]["name"] for c in children if c["kind"] == "Job"] == ["site-gen-3"]
+    outcome, extra = derive(spec(), used, [job("site-gen-3", "succeeded", generated())])
+    assert extra["regenerations"] == 0
+    assert extra["code"]["regeneration"] == 0
+    status = merged(used, outcome, extra)
+    children = build.children(OWNER, spec(), CONFIG, WrapperStatus.model_validate(status))
+    assert [c["metadata"]["name"] for c in children if c["kind"] == "Job"] == ["site-run-3"]
+    outcome, extra = derive(spec(), status, [job("site-run-3", "failed", source_changed())])
+    assert (outcome.phase, outcome.reason, extra["regenerations"]) == ("Generating", "Regenerating", 1)

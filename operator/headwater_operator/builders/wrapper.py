@@ -92,8 +92,14 @@ def workload_name(owner: Owner) -> str:
     return naming.child_name(owner.name, COLLECT, limit=CRONJOB_NAME_LIMIT)
 
 
-def regeneration_of(status: WrapperStatus | None) -> int:
-    return (status.regenerations or 0) if status is not None else 0
+def regeneration_of(owner: Owner, status: WrapperStatus | None) -> int:
+    """The regenerations counted for this spec generation: those of an earlier one do not carry over, or a
+    changed spec would start at its second generator and never get its own regeneration."""
+    if status is None or not status.regenerations:
+        return 0
+    if status.code is not None and status.code.generation not in (None, owner.generation):
+        return 0
+    return status.regenerations
 
 
 def current_code(owner: Owner, status: WrapperStatus | None) -> GeneratedCode | None:
@@ -101,7 +107,7 @@ def current_code(owner: Owner, status: WrapperStatus | None) -> GeneratedCode | 
     code = status.code if status is not None else None
     if code is None or code.sha256 is None or code.generation != owner.generation:
         return None
-    if (code.regeneration or 0) != regeneration_of(status):
+    if (code.regeneration or 0) != regeneration_of(owner, status):
         return None
     return code
 
@@ -323,7 +329,7 @@ def _job(
 def generator_job(
     owner: Owner, spec: WrapperSpec, config: OperatorConfig, status: WrapperStatus | None
 ) -> dict[str, Any]:
-    regeneration = regeneration_of(status)
+    regeneration = regeneration_of(owner, status)
     previous_error = status.collector.message if regeneration and status and status.collector else None
     pod = pod_spec(owner, spec, config, code=None, previous_error=previous_error)
     # The generator retries the source and its own attempts; a failed pod is an answer, not a hiccup.
@@ -399,7 +405,7 @@ def collectors(
         return []
     mode = spec.effective_mode
     if mode == "once":
-        return [] if spec.suspend else [run_job(owner, spec, config, code, regeneration_of(status))]
+        return [] if spec.suspend else [run_job(owner, spec, config, code, regeneration_of(owner, status))]
     if mode == "schedule":
         return [cronjob(owner, spec, config, code)]
     return [

@@ -100,7 +100,9 @@ def generation(
     out: Derivation,
 ) -> GeneratedCode | tuple[Outcome, str]:
     """The code stored by this generation's generator, or the outcome while there is none."""
-    regeneration = build.regeneration_of(status)
+    regeneration = build.regeneration_of(owner, status)
+    # Written back so that the count of an earlier spec generation is reset in status too.
+    out.extra["regenerations"] = regeneration
     name = build.generator_job_name(owner, regeneration)
     job = _find(jobs, name)
     if job is None:
@@ -183,7 +185,7 @@ def record_report(report: CollectionReport, out: Derivation, owner: Owner) -> No
 
 
 def failed_run(
-    report: CollectionReport | None, observed: JobObservation | None, out: Derivation
+    owner: Owner, report: CollectionReport | None, observed: JobObservation | None, out: Derivation
 ) -> tuple[Outcome, str]:
     """A run that failed for good: regenerate once when the source changed shape, else `Error`."""
     reason = (
@@ -196,7 +198,7 @@ def failed_run(
     )
     when = report.ran_at if report is not None else (observed.finished_at if observed else None)
     if reason == "SourceChanged":
-        if build.regeneration_of(out.status) == 0:
+        if build.regeneration_of(owner, out.status) == 0:
             out.extra["regenerations"] = 1
             out.note(when, "regenerating", f"the source changed shape: {message}")
             return Outcome.reconciling(
@@ -217,7 +219,7 @@ def once(
     pods: Sequence[Mapping[str, Any]],
     out: Derivation,
 ) -> tuple[Outcome, str]:
-    name = build.run_job_name(owner, build.regeneration_of(status))
+    name = build.run_job_name(owner, build.regeneration_of(owner, status))
     job = _find(jobs, name)
     if job is None:
         return Outcome.reconciling("CreatingResource", "CreatingResource", f"creating Job {name}"), "UNKNOWN"
@@ -241,7 +243,7 @@ def once(
         return Outcome.ready(
             "Completed", "Completed", f"collected {report.new_points} new points, {total} in all"
         ), "HEALTHY"
-    return failed_run(report, observed, out)
+    return failed_run(owner, report, observed, out)
 
 
 def scheduled(
@@ -271,7 +273,7 @@ def scheduled(
     if latest is not None and latest.state == "failed":
         report = _report(CollectionReport, latest.result)
         if report is not None and report.reason == "SourceChanged":
-            return failed_run(report, latest, out)
+            return failed_run(owner, report, latest, out)
         reason = (report.reason if report else None) or latest.failure_reason or "RunFailed"
         message = (report.message if report else None) or latest.failure_message or "the run failed"
         out.note(latest.finished_at, "failed", f"{reason}: {message}")
@@ -306,7 +308,7 @@ def continuous(
     if report is not None and report.outcome == "collected":
         record_report(CollectionReport.model_validate(report.model_dump()), out, owner)
     if report is not None and report.outcome == "failed" and report.reason == "SourceChanged":
-        return failed_run(CollectionReport.model_validate(report.model_dump()), None, out)
+        return failed_run(owner, CollectionReport.model_validate(report.model_dump()), None, out)
     for pod in pods:
         for container in pod.get("status", {}).get("containerStatuses") or ():
             waiting = (container.get("state") or {}).get("waiting") or {}
@@ -359,7 +361,9 @@ def derive(
     if spec.suspend:
         return out.result(Outcome.ready("Stopped", "Suspended", "collection is suspended"), "UNKNOWN")
     owned = [
-        job for job in jobs if name_of(job) != build.generator_job_name(owner, build.regeneration_of(status))
+        job
+        for job in jobs
+        if name_of(job) != build.generator_job_name(owner, build.regeneration_of(owner, status))
     ]
     mode = spec.effective_mode
     if mode == "once":
