@@ -11,6 +11,8 @@ from headwater_operator.api.wrapper import WrapperSpec, WrapperStatus
 from headwater_operator.builders import wrapper as build
 from headwater_operator.builders.common import Owner
 from headwater_operator.config import OperatorConfig
+from headwater_operator.handlers.children import OwnedChildren
+from headwater_operator.handlers.wrapper import _present as present
 from headwater_worker.wrapper.config import API_KEY_ENV, CODE_KEY, CONFIG_ENV, WrapperConfig
 
 OWNER = Owner("Wrapper", "site", "team-a", "uid-1", 3)
@@ -468,3 +470,39 @@ def test_the_network_policy_allows_no_ingress_and_egress_only_to_dns_and_known_p
 def test_egress_ports_are_those_of_the_source_and_the_output(fields: dict[str, Any], ports: set[int]) -> None:
     policy = build.network_policy(OWNER, spec(**fields))
     assert tcp_ports(policy) == ports | set(build.API_SERVER_PORTS)
+
+
+# -- a stage's workload follows new code ----------------------------------------------------------------
+
+
+def with_sha(status: WrapperStatus, sha: str) -> WrapperStatus:
+    assert status.code is not None
+    return status.model_copy(update={"code": status.code.model_copy(update={"sha256": sha})})
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"source": API_SOURCE}, {"mode": "schedule", "schedule": "@daily"}],
+    ids=["continuous", "schedule"],
+)
+def test_a_workload_built_for_other_code_or_another_spec_is_out_of_date(fields: dict[str, Any]) -> None:
+    built = workload(build.children(OWNER, spec(**fields), CONFIG, stored()))
+    assert build.up_to_date(built, workload(build.children(OWNER, spec(**fields), CONFIG, stored())))
+    regenerated = workload(
+        build.children(OWNER, spec(**fields), CONFIG, with_sha(stored(regeneration=1), "ef" * 32))
+    )
+    assert regenerated["metadata"]["name"] == built["metadata"]["name"]
+    assert not build.up_to_date(regenerated, built)
+    newer_spec = workload(build.children(OWNER, spec(**fields, pollIntervalSeconds=60), CONFIG, stored()))
+    assert not build.up_to_date(newer_spec, built)
+    assert not build.up_to_date(built, {"metadata": {"name": built["metadata"]["name"]}})
+
+
+def test_the_stage_handler_reapplies_a_workload_built_for_other_code() -> None:
+    old = workload(build.children(OWNER, spec(source=API_SOURCE), CONFIG, stored()))
+    known = OwnedChildren(jobs=[], cronjobs=[], deployments=[old], pods=[])
+    assert present(old, known)
+    regenerated = workload(
+        build.children(OWNER, spec(source=API_SOURCE), CONFIG, with_sha(stored(), "ef" * 32))
+    )
+    assert not present(regenerated, known)

@@ -9,6 +9,9 @@ spec generation is stored: the generator Job. Once it is, the collector: a Job (
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +40,10 @@ SOURCE_DIR = "/var/run/headwater/source"
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix to its Jobs' names
 POSTGRES_PORT = 5432
 API_SERVER_PORTS = (443, 6443)  # the `kubernetes` Service, and the port its endpoints usually listen on
+# On the CronJob and the Deployment: the digest of the spec they were built with. The same names carry new
+# code after a regeneration or a spec change, and the handlers that start a stage apply only what is
+# missing or out of date.
+SPEC_DIGEST = "headwater.dev/spec-digest"
 GENERATE_DEADLINE_SECONDS = 900
 RUN_DEADLINE_SECONDS = 4 * 3600
 RUN_BACKOFF_LIMIT = 2
@@ -345,33 +352,50 @@ def run_job(
     )
 
 
+def _with_digest(manifest: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps(manifest["spec"], sort_keys=True).encode()).hexdigest()
+    manifest["metadata"]["annotations"] = {SPEC_DIGEST: digest}
+    return manifest
+
+
+def up_to_date(wanted: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
+    """Whether `existing` was built as `wanted` is, as far as its spec digest tells (none: by name)."""
+    digest = (wanted["metadata"].get("annotations") or {}).get(SPEC_DIGEST)
+    return (
+        digest is None
+        or ((existing.get("metadata") or {}).get("annotations") or {}).get(SPEC_DIGEST) == digest
+    )
+
+
 def cronjob(owner: Owner, spec: WrapperSpec, config: OperatorConfig, code: GeneratedCode) -> dict[str, Any]:
     assert spec.schedule is not None
     labels = naming.labels(owner.kind, owner.name, COLLECT)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": owner.metadata(workload_name(owner), COLLECT),
-        "spec": {
-            "schedule": spec.schedule,
-            "suspend": spec.suspend,
-            # Two runs at once would start from the same high water mark.
-            "concurrencyPolicy": "Forbid",
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "backoffLimit": RUN_BACKOFF_LIMIT,
-                    "activeDeadlineSeconds": RUN_DEADLINE_SECONDS,
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": pod_spec(owner, spec, config, code=code),
+    return _with_digest(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": owner.metadata(workload_name(owner), COLLECT),
+            "spec": {
+                "schedule": spec.schedule,
+                "suspend": spec.suspend,
+                # Two runs at once would start from the same high water mark.
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "backoffLimit": RUN_BACKOFF_LIMIT,
+                        "activeDeadlineSeconds": RUN_DEADLINE_SECONDS,
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": pod_spec(owner, spec, config, code=code),
+                        },
                     },
                 },
             },
-        },
-    }
+        }
+    )
 
 
 def deployment(
@@ -379,21 +403,23 @@ def deployment(
 ) -> dict[str, Any]:
     labels = naming.labels(owner.kind, owner.name, COLLECT)
     selector = {naming.label_key(owner.kind): owner.name, "app.kubernetes.io/component": COLLECT}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": owner.metadata(workload_name(owner), COLLECT),
-        "spec": {
-            "replicas": 0 if spec.suspend else 1,
-            # One collector at a time: two would start from the same high water mark.
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": pod_spec(owner, spec, config, code=code, restart_policy="Always"),
+    return _with_digest(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": owner.metadata(workload_name(owner), COLLECT),
+            "spec": {
+                "replicas": 0 if spec.suspend else 1,
+                # One collector at a time: two would start from the same high water mark.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": pod_spec(owner, spec, config, code=code, restart_policy="Always"),
+                },
             },
-        },
-    }
+        }
+    )
 
 
 def collectors(
