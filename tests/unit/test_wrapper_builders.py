@@ -93,6 +93,7 @@ def test_before_code_is_stored_the_wrapper_gets_its_fixtures_and_a_generator_job
         "ServiceAccount",
         "ServiceAccount",
         "NetworkPolicy",
+        "NetworkPolicy",
         "ConfigMap",
         "Role",
         "RoleBinding",
@@ -304,13 +305,22 @@ def test_a_continuous_collector_may_patch_only_its_own_wrappers_status() -> None
 # -- every pod is restricted and bounded ---------------------------------------------------------------
 
 
+# The generator (no code stored yet), then the run of each mode.
+STAGES: list[tuple[dict[str, Any], bool]] = [
+    ({"source": API_SOURCE}, False),
+    ({}, True),
+    ({"mode": "schedule", "schedule": "@daily"}, True),
+    ({"source": API_SOURCE}, True),
+]
+
+
+def stage(index: int) -> list[dict[str, Any]]:
+    fields, code_stored = STAGES[index]
+    return build.children(OWNER, spec(**fields), CONFIG, stored() if code_stored else None)
+
+
 def all_workloads() -> list[dict[str, Any]]:
-    return [
-        of_kind(build.children(OWNER, spec(source=API_SOURCE), CONFIG, None), "Job"),
-        workload(build.children(OWNER, spec(), CONFIG, stored())),
-        workload(build.children(OWNER, spec(mode="schedule", schedule="@daily"), CONFIG, stored())),
-        workload(build.children(OWNER, spec(source=API_SOURCE), CONFIG, stored())),
-    ]
+    return [workload(stage(index)) for index in range(len(STAGES))]
 
 
 @pytest.mark.parametrize("index", range(4), ids=["generator", "once", "schedule", "continuous"])
@@ -431,9 +441,8 @@ def tcp_ports(policy: dict[str, Any]) -> set[int]:
 
 
 def test_the_network_policy_allows_no_ingress_and_egress_only_to_dns_and_known_ports() -> None:
-    policy = of_kind(
-        build.children(OWNER, spec(source=API_SOURCE, output=None), CONFIG, None), "NetworkPolicy"
-    )
+    children = build.children(OWNER, spec(source=API_SOURCE, output=None), CONFIG, None)
+    policy = named(children, "NetworkPolicy", "site-egress")
     assert policy["metadata"]["ownerReferences"] == [OWNER.reference()]
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in policy["spec"]
@@ -441,7 +450,15 @@ def test_the_network_policy_allows_no_ingress_and_egress_only_to_dns_and_known_p
     dns, _ = policy["spec"]["egress"]
     assert dns == {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
     assert all("to" not in rule for rule in policy["spec"]["egress"])
-    assert tcp_ports(policy) == {8080, *build.API_SERVER_PORTS}
+    assert tcp_ports(policy) == {8080}
+
+
+def test_nothing_to_reach_but_dns_writes_no_rule_that_would_allow_every_port() -> None:
+    policy = build.network_policy(OWNER, spec(output=None))
+    assert policy["spec"]["egress"] == [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+    ]
+    assert all(rule.get("ports") for rule in policy["spec"]["egress"])
 
 
 @pytest.mark.parametrize(
@@ -468,8 +485,49 @@ def test_the_network_policy_allows_no_ingress_and_egress_only_to_dns_and_known_p
     ids=["https", "http-file", "database", "s3-endpoints", "aws-s3", "extra-port"],
 )
 def test_egress_ports_are_those_of_the_source_and_the_output(fields: dict[str, Any], ports: set[int]) -> None:
-    policy = build.network_policy(OWNER, spec(**fields))
-    assert tcp_ports(policy) == ports | set(build.API_SERVER_PORTS)
+    assert tcp_ports(build.network_policy(OWNER, spec(**fields))) == ports
+
+
+def pod_labels(manifest: dict[str, Any]) -> dict[str, str]:
+    spec_ = manifest["spec"]
+    template = spec_["jobTemplate"]["spec"]["template"] if "jobTemplate" in spec_ else spec_["template"]
+    return dict(template["metadata"]["labels"])
+
+
+def selects(policy: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a NetworkPolicy's podSelector selects pods with these labels."""
+    selector = policy["spec"]["podSelector"]
+    if not selector["matchLabels"].items() <= labels.items():
+        return False
+    return all(
+        labels.get(term["key"]) in term["values"]
+        for term in selector.get("matchExpressions", ())
+        if term["operator"] == "In"
+    )
+
+
+@pytest.mark.parametrize(
+    ("index", "reaches_api"),
+    [(0, True), (1, False), (2, False), (3, True)],
+    ids=["generator", "once", "schedule", "continuous"],
+)
+def test_only_the_pods_with_a_token_may_reach_the_api_server(index: int, reaches_api: bool) -> None:
+    children = stage(index)
+    manifest = workload(children)
+    labels = pod_labels(manifest)
+    allowed = {
+        port
+        for policy in children
+        if policy["kind"] == "NetworkPolicy" and selects(policy, labels)
+        for port in tcp_ports(policy)
+    }
+    api = named(children, "NetworkPolicy", "site-api-egress")
+    assert api["spec"]["policyTypes"] == ["Egress"]
+    assert selects(named(children, "NetworkPolicy", "site-egress"), labels)
+    assert (set(build.API_SERVER_PORTS) <= allowed) is reaches_api
+    assert pod_of(manifest)["automountServiceAccountToken"] is reaches_api
+    if not reaches_api:
+        assert 6443 not in allowed
 
 
 # -- a stage's workload follows new code ----------------------------------------------------------------

@@ -1,17 +1,17 @@
 """The children of a Wrapper, as a function of its spec and of how far its status has come.
 
-Always: a ServiceAccount for the collector and another for the generator, a NetworkPolicy for its pods, and
+Always: a ServiceAccount for the collector and another for the generator, NetworkPolicies for its pods, and
 the ConfigMap the code goes into (created empty; the generator fills it), with a Role that lets the
-generator's account patch that one ConfigMap. Until code for this
-spec generation is stored: the generator Job. Once it is, the collector: a Job (`once`), a CronJob
-(`schedule`) or a Deployment (`continuous`, with a Role that lets it patch this one Wrapper's status).
+generator's account patch that one ConfigMap. Until code for this spec generation is stored: the generator
+Job. Once it is, the collector: a Job (`once`), a CronJob (`schedule`) or a Deployment (`continuous`, with a
+Role that lets it patch this one Wrapper's status).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +38,7 @@ COLLECT = "collect"
 CODE_DIR = "/var/run/headwater/code"
 SOURCE_DIR = "/var/run/headwater/source"
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix to its Jobs' names
+COMPONENT_LABEL = "app.kubernetes.io/component"
 POSTGRES_PORT = 5432
 API_SERVER_PORTS = (443, 6443)  # the `kubernetes` Service, and the port its endpoints usually listen on
 # On the CronJob and the Deployment: the digest of the spec they were built with. The same names carry new
@@ -280,9 +281,9 @@ def _port(url: str | None, default: int = 443) -> int | None:
 
 
 def egress_ports(spec: WrapperSpec) -> list[int]:
-    """The TCP ports the wrapper's pods may reach: the source's, the S3 endpoints', PostgreSQL's, the API
-    server's (for the pods that hold a token), and those the spec adds."""
-    ports: set[int] = set(API_SERVER_PORTS) | set(spec.egress_ports)
+    """The TCP ports the wrapper's pods may reach: the source's, the S3 endpoints', PostgreSQL's, and those
+    the spec adds."""
+    ports: set[int] = set(spec.egress_ports)
     source_port = _port(spec.source.url)
     if source_port is not None:
         ports.add(source_port)
@@ -297,9 +298,14 @@ def egress_ports(spec: WrapperSpec) -> list[int]:
     return sorted(ports)
 
 
+def _tcp(ports: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
 def network_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
     """No ingress; egress to DNS and to the ports of the source and the output only."""
     dns = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
+    ports = egress_ports(spec)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -307,10 +313,28 @@ def network_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": {naming.label_key(owner.kind): owner.name}},
             "policyTypes": ["Ingress", "Egress"],
-            "egress": [
-                {"ports": dns},
-                {"ports": [{"protocol": "TCP", "port": port} for port in egress_ports(spec)]},
-            ],
+            # A rule without ports would allow every port: none is written when there is nothing to reach.
+            "egress": [{"ports": dns}, *([{"ports": _tcp(ports)}] if ports else [])],
+        },
+    }
+
+
+def api_server_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
+    """Egress to the API server's ports, added (policies add up) for the pods that hold a token only: the
+    generator, and a continuous collector."""
+    components = [GENERATE, COLLECT] if spec.effective_mode == "continuous" else [GENERATE]
+    selector = {
+        "matchLabels": {naming.label_key(owner.kind): owner.name},
+        "matchExpressions": [{"key": COMPONENT_LABEL, "operator": "In", "values": components}],
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": owner.metadata(naming.child_name(owner.name, "api-egress"), "worker"),
+        "spec": {
+            "podSelector": selector,
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": _tcp(API_SERVER_PORTS)}],
         },
     }
 
@@ -402,7 +426,7 @@ def deployment(
     owner: Owner, spec: WrapperSpec, config: OperatorConfig, code: GeneratedCode
 ) -> dict[str, Any]:
     labels = naming.labels(owner.kind, owner.name, COLLECT)
-    selector = {naming.label_key(owner.kind): owner.name, "app.kubernetes.io/component": COLLECT}
+    selector = {naming.label_key(owner.kind): owner.name, COMPONENT_LABEL: COLLECT}
     return _with_digest(
         {
             "apiVersion": "apps/v1",
@@ -450,6 +474,7 @@ def children(
         service_account(owner),
         service_account(owner, generator_account_name(owner)),
         network_policy(owner, spec),
+        api_server_policy(owner, spec),
         code_config_map(owner),
         code_writer_role(owner),
         role_binding(owner, code_writer_name(owner), generator_account_name(owner)),
