@@ -420,6 +420,15 @@ INVALID = [
         "exactly one of database or s3 must be set",
     ),
     Invalid("wr-no-indicator", WRAPPER, {"spec.indicator": DELETE}, "spec.indicator", "required"),
+    Invalid(
+        "wr-api-key-header", WRAPPER, {"spec.source.apiKeyHeader": "X API Key"}, "spec.source.apiKeyHeader"
+    ),
+    Invalid("wr-poll-interval", WRAPPER, {"spec.pollIntervalSeconds": 5}, "spec.pollIntervalSeconds"),
+    Invalid("wr-egress-port", WRAPPER, {"spec.egressPorts": [5432, 70000]}, "spec.egressPorts.1"),
+    Invalid(
+        "wr-table", WRAPPER, {"spec.output.database.table": "points; drop"}, "spec.output.database.table"
+    ),
+    Invalid("wr-attempts-max", WRAPPER, {"spec.generator.maxAttempts": 11}, "spec.generator.maxAttempts"),
     # ComputeTask
     Invalid("ct-no-inputs", TASK, {"spec.dataIn": []}, "spec.dataIn", "at least 1 item"),
     Invalid(

@@ -55,13 +55,14 @@ class Owner:
         }
 
 
-def service_account(owner: Owner) -> dict[str, Any]:
-    """One ServiceAccount per resource. Most workers need no API access: a pod gets a token only when its
-    spec asks for one (`worker_pod_spec(automount_token=True)`)."""
+def service_account(owner: Owner, name: str | None = None) -> dict[str, Any]:
+    """One ServiceAccount per resource (`name`: another one, for pods that need other grants). Most workers
+    need no API access: a pod gets a token only when its spec asks for one
+    (`worker_pod_spec(automount_token=True)`)."""
     return {
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": owner.metadata(service_account_name(owner), "worker"),
+        "metadata": owner.metadata(name or service_account_name(owner), "worker"),
         "automountServiceAccountToken": False,
     }
 
@@ -91,15 +92,19 @@ def status_writer_role(owner: Owner, plural: str, name: str) -> dict[str, Any]:
     return role(owner, name, [rule])
 
 
-def role_binding(owner: Owner, name: str) -> dict[str, Any]:
-    """Binds the Role of this name to the owner's worker ServiceAccount."""
+def role_binding(owner: Owner, name: str, account: str | None = None) -> dict[str, Any]:
+    """Binds the Role of this name to the owner's worker ServiceAccount, or to `account`."""
     return {
         "apiVersion": RBAC_API_VERSION,
         "kind": "RoleBinding",
         "metadata": owner.metadata(name, "worker"),
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name},
         "subjects": [
-            {"kind": "ServiceAccount", "name": service_account_name(owner), "namespace": owner.namespace}
+            {
+                "kind": "ServiceAccount",
+                "name": account or service_account_name(owner),
+                "namespace": owner.namespace,
+            }
         ],
     }
 
@@ -141,11 +146,13 @@ def worker_pod_spec(
     restart_policy: str = "Never",
     *,
     automount_token: bool = False,
+    account: str | None = None,
 ) -> dict[str, Any]:
-    """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard;
-    with `automount_token`, the ServiceAccount's token (for what its Role grants) is mounted."""
+    """A pod spec running `python -m headwater_worker ...` under the restricted Pod Security Standard, as
+    the owner's worker ServiceAccount or `account`; with `automount_token`, its token (for what its Role
+    grants) is mounted."""
     spec: dict[str, Any] = {
-        "serviceAccountName": service_account_name(owner),
+        "serviceAccountName": account or service_account_name(owner),
         "automountServiceAccountToken": automount_token,
         "restartPolicy": restart_policy,
         "securityContext": security.pod_security_context(),

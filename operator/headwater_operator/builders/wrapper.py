@@ -1,13 +1,17 @@
 """The children of a Wrapper, as a function of its spec and of how far its status has come.
 
-Always: a ServiceAccount, a NetworkPolicy for its pods, and the ConfigMap the code goes into (created empty;
-the generator fills it), with a Role that lets the generator patch that one ConfigMap. Until code for this
-spec generation is stored: the generator Job. Once it is, the collector: a Job (`once`), a CronJob
-(`schedule`) or a Deployment (`continuous`, with a Role that lets it patch this one Wrapper's status).
+Always: a ServiceAccount for the collector and another for the generator, NetworkPolicies for its pods, and
+the ConfigMap the code goes into (created empty; the generator fills it), with a Role that lets the
+generator's account patch that one ConfigMap. Until code for this spec generation is stored: the generator
+Job. Once it is, the collector: a Job (`once`), a CronJob (`schedule`) or a Deployment (`continuous`, with a
+Role that lets it patch this one Wrapper's status).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,8 +38,13 @@ COLLECT = "collect"
 CODE_DIR = "/var/run/headwater/code"
 SOURCE_DIR = "/var/run/headwater/source"
 CRONJOB_NAME_LIMIT = 52  # the CronJob controller appends an 11-character suffix to its Jobs' names
+COMPONENT_LABEL = "app.kubernetes.io/component"
 POSTGRES_PORT = 5432
 API_SERVER_PORTS = (443, 6443)  # the `kubernetes` Service, and the port its endpoints usually listen on
+# On the CronJob and the Deployment: the digest of the spec they were built with. The same names carry new
+# code after a regeneration or a spec change, and the handlers that start a stage apply only what is
+# missing or out of date.
+SPEC_DIGEST = "headwater.dev/spec-digest"
 GENERATE_DEADLINE_SECONDS = 900
 RUN_DEADLINE_SECONDS = 4 * 3600
 RUN_BACKOFF_LIMIT = 2
@@ -59,6 +68,11 @@ class InvalidSpecError(ValueError):
 
 def code_config_map_name(owner: Owner) -> str:
     return naming.child_name(owner.name, "code")
+
+
+def generator_account_name(owner: Owner) -> str:
+    """The generator's own ServiceAccount: the grant to write the code must not reach the collector."""
+    return naming.child_name(owner.name, "generator")
 
 
 def code_writer_name(owner: Owner) -> str:
@@ -86,8 +100,14 @@ def workload_name(owner: Owner) -> str:
     return naming.child_name(owner.name, COLLECT, limit=CRONJOB_NAME_LIMIT)
 
 
-def regeneration_of(status: WrapperStatus | None) -> int:
-    return (status.regenerations or 0) if status is not None else 0
+def regeneration_of(owner: Owner, status: WrapperStatus | None) -> int:
+    """The regenerations counted for this spec generation: those of an earlier one do not carry over, or a
+    changed spec would start at its second generator and never get its own regeneration."""
+    if status is None or not status.regenerations:
+        return 0
+    if status.code is not None and status.code.generation not in (None, owner.generation):
+        return 0
+    return status.regenerations
 
 
 def current_code(owner: Owner, status: WrapperStatus | None) -> GeneratedCode | None:
@@ -95,7 +115,7 @@ def current_code(owner: Owner, status: WrapperStatus | None) -> GeneratedCode | 
     code = status.code if status is not None else None
     if code is None or code.sha256 is None or code.generation != owner.generation:
         return None
-    if (code.regeneration or 0) != regeneration_of(status):
+    if (code.regeneration or 0) != regeneration_of(owner, status):
         return None
     return code
 
@@ -220,6 +240,7 @@ def pod_spec(
         mounts,
         restart_policy=restart_policy,
         automount_token=needs_token,
+        account=generator_account_name(owner) if code is None else None,
     )
     pod["containers"][0]["resources"] = WORKER_RESOURCES
     return pod
@@ -260,9 +281,9 @@ def _port(url: str | None, default: int = 443) -> int | None:
 
 
 def egress_ports(spec: WrapperSpec) -> list[int]:
-    """The TCP ports the wrapper's pods may reach: the source's, the S3 endpoints', PostgreSQL's, the API
-    server's (for the pods that hold a token), and those the spec adds."""
-    ports: set[int] = set(API_SERVER_PORTS) | set(spec.egress_ports)
+    """The TCP ports the wrapper's pods may reach: the source's, the S3 endpoints', PostgreSQL's, and those
+    the spec adds."""
+    ports: set[int] = set(spec.egress_ports)
     source_port = _port(spec.source.url)
     if source_port is not None:
         ports.add(source_port)
@@ -277,9 +298,14 @@ def egress_ports(spec: WrapperSpec) -> list[int]:
     return sorted(ports)
 
 
+def _tcp(ports: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"protocol": "TCP", "port": port} for port in ports]
+
+
 def network_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
     """No ingress; egress to DNS and to the ports of the source and the output only."""
     dns = [{"protocol": protocol, "port": 53} for protocol in ("UDP", "TCP")]
+    ports = egress_ports(spec)
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -287,10 +313,28 @@ def network_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
         "spec": {
             "podSelector": {"matchLabels": {naming.label_key(owner.kind): owner.name}},
             "policyTypes": ["Ingress", "Egress"],
-            "egress": [
-                {"ports": dns},
-                {"ports": [{"protocol": "TCP", "port": port} for port in egress_ports(spec)]},
-            ],
+            # A rule without ports would allow every port: none is written when there is nothing to reach.
+            "egress": [{"ports": dns}, *([{"ports": _tcp(ports)}] if ports else [])],
+        },
+    }
+
+
+def api_server_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
+    """Egress to the API server's ports, added (policies add up) for the pods that hold a token only: the
+    generator, and a continuous collector."""
+    components = [GENERATE, COLLECT] if spec.effective_mode == "continuous" else [GENERATE]
+    selector = {
+        "matchLabels": {naming.label_key(owner.kind): owner.name},
+        "matchExpressions": [{"key": COMPONENT_LABEL, "operator": "In", "values": components}],
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": owner.metadata(naming.child_name(owner.name, "api-egress"), "worker"),
+        "spec": {
+            "podSelector": selector,
+            "policyTypes": ["Egress"],
+            "egress": [{"ports": _tcp(API_SERVER_PORTS)}],
         },
     }
 
@@ -316,7 +360,7 @@ def _job(
 def generator_job(
     owner: Owner, spec: WrapperSpec, config: OperatorConfig, status: WrapperStatus | None
 ) -> dict[str, Any]:
-    regeneration = regeneration_of(status)
+    regeneration = regeneration_of(owner, status)
     previous_error = status.collector.message if regeneration and status and status.collector else None
     pod = pod_spec(owner, spec, config, code=None, previous_error=previous_error)
     # The generator retries the source and its own attempts; a failed pod is an answer, not a hiccup.
@@ -332,55 +376,74 @@ def run_job(
     )
 
 
+def _with_digest(manifest: dict[str, Any]) -> dict[str, Any]:
+    digest = hashlib.sha256(json.dumps(manifest["spec"], sort_keys=True).encode()).hexdigest()
+    manifest["metadata"]["annotations"] = {SPEC_DIGEST: digest}
+    return manifest
+
+
+def up_to_date(wanted: Mapping[str, Any], existing: Mapping[str, Any]) -> bool:
+    """Whether `existing` was built as `wanted` is, as far as its spec digest tells (none: by name)."""
+    digest = (wanted["metadata"].get("annotations") or {}).get(SPEC_DIGEST)
+    return (
+        digest is None
+        or ((existing.get("metadata") or {}).get("annotations") or {}).get(SPEC_DIGEST) == digest
+    )
+
+
 def cronjob(owner: Owner, spec: WrapperSpec, config: OperatorConfig, code: GeneratedCode) -> dict[str, Any]:
     assert spec.schedule is not None
     labels = naming.labels(owner.kind, owner.name, COLLECT)
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "CronJob",
-        "metadata": owner.metadata(workload_name(owner), COLLECT),
-        "spec": {
-            "schedule": spec.schedule,
-            "suspend": spec.suspend,
-            # Two runs at once would start from the same high water mark.
-            "concurrencyPolicy": "Forbid",
-            "successfulJobsHistoryLimit": 3,
-            "failedJobsHistoryLimit": 3,
-            "jobTemplate": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "backoffLimit": RUN_BACKOFF_LIMIT,
-                    "activeDeadlineSeconds": RUN_DEADLINE_SECONDS,
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": pod_spec(owner, spec, config, code=code),
+    return _with_digest(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "CronJob",
+            "metadata": owner.metadata(workload_name(owner), COLLECT),
+            "spec": {
+                "schedule": spec.schedule,
+                "suspend": spec.suspend,
+                # Two runs at once would start from the same high water mark.
+                "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3,
+                "failedJobsHistoryLimit": 3,
+                "jobTemplate": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "backoffLimit": RUN_BACKOFF_LIMIT,
+                        "activeDeadlineSeconds": RUN_DEADLINE_SECONDS,
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": pod_spec(owner, spec, config, code=code),
+                        },
                     },
                 },
             },
-        },
-    }
+        }
+    )
 
 
 def deployment(
     owner: Owner, spec: WrapperSpec, config: OperatorConfig, code: GeneratedCode
 ) -> dict[str, Any]:
     labels = naming.labels(owner.kind, owner.name, COLLECT)
-    selector = {naming.label_key(owner.kind): owner.name, "app.kubernetes.io/component": COLLECT}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": owner.metadata(workload_name(owner), COLLECT),
-        "spec": {
-            "replicas": 0 if spec.suspend else 1,
-            # One collector at a time: two would start from the same high water mark.
-            "strategy": {"type": "Recreate"},
-            "selector": {"matchLabels": selector},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": pod_spec(owner, spec, config, code=code, restart_policy="Always"),
+    selector = {naming.label_key(owner.kind): owner.name, COMPONENT_LABEL: COLLECT}
+    return _with_digest(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": owner.metadata(workload_name(owner), COLLECT),
+            "spec": {
+                "replicas": 0 if spec.suspend else 1,
+                # One collector at a time: two would start from the same high water mark.
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": pod_spec(owner, spec, config, code=code, restart_policy="Always"),
+                },
             },
-        },
-    }
+        }
+    )
 
 
 def collectors(
@@ -392,7 +455,7 @@ def collectors(
         return []
     mode = spec.effective_mode
     if mode == "once":
-        return [] if spec.suspend else [run_job(owner, spec, config, code, regeneration_of(status))]
+        return [] if spec.suspend else [run_job(owner, spec, config, code, regeneration_of(owner, status))]
     if mode == "schedule":
         return [cronjob(owner, spec, config, code)]
     return [
@@ -409,10 +472,12 @@ def children(
     check(spec)
     made = [
         service_account(owner),
+        service_account(owner, generator_account_name(owner)),
         network_policy(owner, spec),
+        api_server_policy(owner, spec),
         code_config_map(owner),
         code_writer_role(owner),
-        role_binding(owner, code_writer_name(owner)),
+        role_binding(owner, code_writer_name(owner), generator_account_name(owner)),
     ]
     if current_code(owner, status) is None:
         return [*made, generator_job(owner, spec, config, status)]

@@ -57,11 +57,14 @@ async def follow(body: kopf.Body, type: str | None, logger: Logger, **kwargs: An
 
 
 def _present(child: Mapping[str, Any], known: OwnedChildren) -> bool:
+    """Whether the child exists as built: a CronJob or Deployment built for other code is not."""
     field = INDEXED.get(str(child["kind"]))
     if field is None:
         return False
     name = child["metadata"]["name"]
-    return any(item["metadata"]["name"] == name for item in getattr(known, field))
+    return any(
+        item["metadata"]["name"] == name and build.up_to_date(child, item) for item in getattr(known, field)
+    )
 
 
 async def converge(

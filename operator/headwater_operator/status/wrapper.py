@@ -100,7 +100,9 @@ def generation(
     out: Derivation,
 ) -> GeneratedCode | tuple[Outcome, str]:
     """The code stored by this generation's generator, or the outcome while there is none."""
-    regeneration = build.regeneration_of(status)
+    regeneration = build.regeneration_of(owner, status)
+    # Written back so that the count of an earlier spec generation is reset in status too.
+    out.extra["regenerations"] = regeneration
     name = build.generator_job_name(owner, regeneration)
     job = _find(jobs, name)
     if job is None:
@@ -184,7 +186,7 @@ def record_report(report: CollectionReport, out: Derivation, owner: Owner) -> No
 
 
 def failed_run(
-    report: CollectionReport | None, observed: JobObservation | None, out: Derivation
+    owner: Owner, report: CollectionReport | None, observed: JobObservation | None, out: Derivation
 ) -> tuple[Outcome, str]:
     """A run that failed for good: regenerate once when the source changed shape, else `Error`."""
     reason = (
@@ -199,7 +201,7 @@ def failed_run(
     if report is not None:
         out.extra["collector"] = report.to_status()
     if reason == "SourceChanged":
-        if build.regeneration_of(out.status) == 0:
+        if build.regeneration_of(owner, out.status) == 0:
             out.extra["regenerations"] = 1
             out.note(when, "regenerating", f"the source changed shape: {message}")
             return Outcome.reconciling(
@@ -220,7 +222,7 @@ def once(
     pods: Sequence[Mapping[str, Any]],
     out: Derivation,
 ) -> tuple[Outcome, str]:
-    name = build.run_job_name(owner, build.regeneration_of(status))
+    name = build.run_job_name(owner, build.regeneration_of(owner, status))
     job = _find(jobs, name)
     if job is None:
         return Outcome.reconciling("CreatingResource", "CreatingResource", f"creating Job {name}"), "UNKNOWN"
@@ -244,7 +246,7 @@ def once(
         return Outcome.ready(
             "Completed", "Completed", f"collected {report.new_points} new points, {total} in all"
         ), "HEALTHY"
-    return failed_run(report, observed, out)
+    return failed_run(owner, report, observed, out)
 
 
 def scheduled(
@@ -274,7 +276,7 @@ def scheduled(
     if latest is not None and latest.state == "failed":
         report = _report(CollectionReport, latest.result)
         if report is not None and report.reason == "SourceChanged":
-            return failed_run(report, latest, out)
+            return failed_run(owner, report, latest, out)
         reason = (report.reason if report else None) or latest.failure_reason or "RunFailed"
         message = (report.message if report else None) or latest.failure_message or "the run failed"
         out.note(latest.finished_at, "failed", f"{reason}: {message}")
@@ -309,7 +311,7 @@ def continuous(
     if report is not None and report.outcome == "collected":
         record_report(CollectionReport.model_validate(report.model_dump()), out, owner)
     if report is not None and report.outcome == "failed" and report.reason == "SourceChanged":
-        return failed_run(CollectionReport.model_validate(report.model_dump()), None, out)
+        return failed_run(owner, CollectionReport.model_validate(report.model_dump()), None, out)
     for pod in pods:
         for container in pod.get("status", {}).get("containerStatuses") or ():
             waiting = (container.get("state") or {}).get("waiting") or {}
@@ -353,7 +355,7 @@ def derive(
         build.check(spec)
     except build.InvalidSpecError as invalid:
         return out.result(Outcome.stalled("Stalled", invalid.reason, invalid.message), "UNKNOWN")
-    regeneration = build.regeneration_of(status)
+    regeneration = build.regeneration_of(owner, status)
     out.extra["generatorJobName"] = build.generator_job_name(owner, regeneration)
     code = build.current_code(owner, status)
     if code is None:
