@@ -144,8 +144,9 @@ class Generator(ApiModel):
     )
 
     type: GeneratorType = Field(
-        description="`gemini`: Google Gemini writes the code from a sample of the source, retrying with the "
-        "linter's errors; `template`: built-in templates, offline and deterministic."
+        description="`template`: built-in templates write the code from a sample of the source, offline and "
+        "deterministic. `gemini` is accepted for Google Gemini, but this version has no Gemini client and "
+        "writes the code from the templates too."
     )
     model: str = Field(
         default=DEFAULT_MODEL,
@@ -170,8 +171,9 @@ class DatabaseTableRef(DatabaseRef):
         min_length=1,
         max_length=127,
         pattern=TABLE_PATTERN,
-        description="Table (optionally `schema.table`) receiving rows (resource id, timestamp, value); "
-        "created if missing.",
+        description="Table (optionally `schema.table`) receiving the points (resource id, series, timestamp, "
+        "value, attributes), keyed on resource id, series and timestamp; created if missing, with a "
+        "`resources` table beside it in the same schema.",
     )
 
 
@@ -180,7 +182,10 @@ class WrapperOutput(ApiModel):
 
     cel_rules: ClassVar[Sequence[CelRule]] = (exactly_one("database", "s3"),)
 
-    database: DatabaseTableRef | None = Field(default=None, description="Append the points to a table.")
+    database: DatabaseTableRef | None = Field(
+        default=None,
+        description="Write the points to a PostgreSQL table; a point already stored is not written again.",
+    )
     s3: S3Location | None = Field(
         default=None,
         description='Write one JSON object per run that collected points, `{"resource_id": ..., "data": '
@@ -223,18 +228,21 @@ class WrapperSpec(ApiModel):
     )
     suspend: bool = Field(
         default=False,
-        description="Stop collecting (the `Stopped` status): no run starts until this is false again.",
+        description="Stop collecting (the `Stopped` status): no run starts until this is false again. The "
+        "code is still generated.",
     )
     egress_ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
         default_factory=list,
         max_length=16,
-        description="TCP ports the collector may reach beyond those of its source URL, its S3 endpoints and "
-        "PostgreSQL's 5432 (a database on another port, say); its NetworkPolicy allows no others.",
+        description="TCP ports the collector may reach beyond DNS, those of its source URL and its S3 "
+        "endpoints, PostgreSQL's 5432 and the API server's 443 and 6443 (a database on another port, say); "
+        "its NetworkPolicy allows no others.",
     )
     generator: Generator = Field(description="How the collector code is generated.")
     output: WrapperOutput | None = Field(
         default=None,
-        description="Where the data points go. Absent: points are only counted in status (a dry run).",
+        description="Where the data points go. Absent: points are only counted in status (a dry run), and "
+        "every run starts from the beginning.",
     )
 
     @property
@@ -246,7 +254,7 @@ class WrapperSpec(ApiModel):
 
 
 class CodeValidation(StatusModel):
-    """Outcome of the checks run on the generated code (syntax, lint, no placeholders)."""
+    """Outcome of the checks run on the generated code: syntax, placeholders, imports, lint, the dry run."""
 
     passed: bool = Field(description="Whether the code passed every check.")
     errors: list[Annotated[str, Field(max_length=1024)]] = Field(
@@ -280,7 +288,8 @@ class ExecutionLogEntry(StatusModel):
     event: str = Field(
         min_length=1,
         max_length=64,
-        description="What happened: `generated`, `validation_failed`, `started`, `completed`, `crashed`, ...",
+        description="What happened: `generated`, `validation_failed`, `generation_failed`, `completed`, "
+        "`retrying`, `failed`, `regenerating` or `error`.",
     )
     message: str | None = Field(default=None, max_length=1024, description="Details.")
 
@@ -314,12 +323,15 @@ class WrapperStatus(Status):
     )
     collection_phase: CollectionPhase | None = Field(
         default=None,
-        description="`historical` while the first run back-fills the source's past, `continuous` after.",
+        description="`historical` after the first run, which back-fills the source's past (it starts without "
+        "a high water mark); `continuous` after the runs that follow.",
     )
     health: WrapperHealth | None = Field(
         default=None,
-        description="Health of the running collector: `HEALTHY`, `STALLED` (no new data lately), `DEGRADED` "
-        "(errors but progress), `CRASHED` (its process failed) or `UNKNOWN`.",
+        description="Health of the collector: `HEALTHY` (its last run collected, or one is collecting), "
+        "`STALLED` (a continuous collector found nothing new in 3 polls in a row), `DEGRADED` (a run fails "
+        "and is retried after earlier ones collected), `CRASHED` (a run fails and none ever collected, a run "
+        "failed for good, or the pod crash-loops) or `UNKNOWN` (generating, stopped, or no report yet).",
     )
     code: GeneratedCode | None = Field(default=None, description="The generated code in use.")
     attempts: int | None = Field(
@@ -343,7 +355,7 @@ class WrapperStatus(Status):
     start_period: datetime | None = Field(default=None, description="Earliest data point of the resource.")
     end_period: datetime | None = Field(default=None, description="Latest data point of the resource.")
     points_collected: int | None = Field(default=None, ge=0, description="Data points collected so far.")
-    last_run_time: datetime | None = Field(default=None, description="When the collector last reported.")
+    last_run_time: datetime | None = Field(default=None, description="When the last successful run started.")
     regenerations: int | None = Field(
         default=None,
         ge=0,
