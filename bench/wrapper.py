@@ -7,10 +7,11 @@ Setup (not timed): the CSV is written, sampled and its module generated as `wrap
 Headwater side: `python -m headwater_worker wrapper run`, configured the way the operator configures a
 Wrapper's Job (`HEADWATER_WRAPPER_CONFIG`, `DATABASE_URL`), in a fresh database: the module's digest and
 checks, the module run in the limited child process (the harness) over the whole file, its points read
-from the pipe and streamed with `COPY` into a temporary table, then inserted into the points table with the
-resource's periods and count in one transaction. The runner is started through a small driver
-(`python -m bench.wrapper run OUT`) that calls the worker's own entry point and then writes the peak RSS
-of the runner (its own rusage) and of the collector child (its children's rusage).
+from the pipe and streamed with `COPY` into the points table as they come (a temporary table would skip
+keys already stored; there are none), with the resource's periods and count, in one transaction. The
+runner is started through a small driver (`python -m bench.wrapper run OUT`) that calls the worker's own
+entry point and then writes the peak RSS of the runner (its own rusage) and of the collector child (its
+children's rusage).
 
 Baseline: `psql -c '\\copy indicator_points (...) from pstdin' < file`, the points the warm-up run stored
 (exported once, in COPY's text format), into the same points table, freshly created in a fresh database.
@@ -324,10 +325,11 @@ class WrapperBench:
             "static checks, then the generated module run in the limited child process (restricted "
             "builtins and imports, CPU, memory and file limits, no environment), which reads the file, "
             "parses each row with the helpers and writes each point to a pipe; the runner reads them as "
-            "they come and streams them with `COPY` into a temporary table, then inserts them into the "
-            "points table (primary key: resource, series, time; duplicates skipped) and brings the "
-            "resource's periods and count up to date, in one transaction. Timed from process start to "
-            "exit, Python start-up and imports included.",
+            "they come and streams them with `COPY` into the points table (primary key: resource, series, "
+            "time), keeping a local spool in case a key is already stored (then they would go in through "
+            "a temporary table that skips it; here none is), and brings the resource's periods and count "
+            "up to date, in one transaction. Timed from process start to exit, Python start-up and imports "
+            "included.",
             runners,
         )
         baseline = Side.from_runs(
@@ -344,15 +346,16 @@ class WrapperBench:
         findings = [
             f"Peak RSS (the highest of {len(runners)} runs): the runner {runner_rss:.0f} MiB, the collector "
             f"child {collector_rss:.0f} MiB; limit {RSS_LIMIT_MIB} MiB each: "
-            f"{'met' if rss_met else 'NOT met'}. The child holds the whole file ({facts.mib} MiB) and its "
-            "decoded text while it parses; the runner holds about 1 MiB of COPY batch.",
+            f"{'met' if rss_met else 'NOT met'}. The child holds the file ({facts.mib} MiB), its decoded "
+            "text and the CSV reader's copy of it (four bytes a character) while it parses; the runner "
+            "holds a COPY batch of about 1 MiB at a time (the spool is a file).",
             f"CPU per run (medians): collector child {w['collector_cpu_seconds']:.2f} s, runner "
-            f"{w['runner_cpu_seconds']:.2f} s, PostgreSQL {w['postgres_cpu_seconds']:.2f} s (the COPY into "
-            f"the temporary table, then the insert into the keyed table); baseline psql "
+            f"{w['runner_cpu_seconds']:.2f} s, PostgreSQL {w['postgres_cpu_seconds']:.2f} s; baseline psql "
             f"{b['client_cpu_seconds']:.2f} s, PostgreSQL {b['postgres_cpu_seconds']:.2f} s.",
             f"The runner's {float(w['seconds']):.2f} s against the baseline's {float(b['seconds']):.2f} s: "
             f"{self.rows:,} points parsed from text in a Python child, written to a pipe, read back and "
-            "encoded for COPY, then stored twice by PostgreSQL (temporary table, then points table).",
+            "encoded for COPY by the runner, while PostgreSQL stores them: three processes at once on "
+            f"{os.cpu_count()} cores, where the baseline keeps one busy.",
         ]
         return Benchmark.judge(
             key="wrapper",
@@ -390,9 +393,9 @@ class WrapperBench:
                 "first and last time, the sum of its values.",
                 "CPU seconds: the measured command and every process it waited for (rusage); PostgreSQL "
                 "from `/proc/<pid>/stat` before and after. Peak RSS: the runner's from its own rusage, "
-                "the collector child's from the runner's children's rusage (which Linux starts from the "
-                "runner's size when it forks the child: an upper bound), read by the driver that runs "
-                "the worker's entry point.",
+                "the collector child's from the runner's children's rusage (which may count the runner's "
+                "size at the moment it forks the child: if anything, too high), read by the driver that "
+                "runs the worker's entry point.",
             ],
             findings=findings,
         )
