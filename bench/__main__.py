@@ -1,4 +1,4 @@
-"""`python -m bench export|ingest|reconcile|all`: run benchmarks and write docs/benchmarks.json and .md."""
+"""`python -m bench export|ingest|reconcile|wrapper|all`: run benchmarks, write docs/benchmarks.*."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from . import results
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", choices=("export", "ingest", "reconcile", "all"), help="the benchmark(s) to run"
+        "which", choices=("export", "ingest", "reconcile", "wrapper", "all"), help="the benchmark(s) to run"
     )
     parser.add_argument(
         "--repetitions", type=int, default=3, help="repetitions of each side (default 3; the median counts)"
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         "--rows",
         type=int,
         default=None,
-        help="export: rows in the table; ingest: rows in the CSV (default 1,000,000 for both)",
+        help="export: rows in the table; ingest, wrapper: rows in the CSV (default 1,000,000 for each)",
     )
     parser.add_argument(
         "--objects", type=int, default=None, help="reconcile: objects applied at once (default 200)"
@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import reconcile
 
         done.append(reconcile.run(objects=args.objects or reconcile.OBJECTS, repetitions=args.repetitions))
+    if args.which in ("wrapper", "all"):
+        from . import wrapper
+
+        done.append(wrapper.run(rows=args.rows or wrapper.ROWS, repetitions=args.repetitions))
 
     for bench in done:
         verdict = "met" if bench.met else "NOT met"

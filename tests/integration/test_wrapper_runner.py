@@ -303,3 +303,25 @@ def test_a_run_killed_half_way_writes_nothing_and_the_next_collects_everything_o
     code, report = run(env)
     assert (code, report["newPoints"], report["totalPoints"]) == (0, 4, 4)
     assert [value for _, _, value in points(database)] == [10.0, 11.0, 20.0, 21.0]
+
+
+REPEATING = """\
+from datetime import datetime, timezone
+
+
+def collect(since, source):
+    rows = list(source.csv_rows())[1:]
+    for row in rows + rows[:2]:
+        yield datetime.fromisoformat(row[0]).replace(tzinfo=timezone.utc), float(row[1])
+"""
+
+
+def test_a_point_the_source_repeats_is_stored_once_and_counted_once(database: str, tmp_path: Path) -> None:
+    (tmp_path / "source.csv").write_text(CSV)
+    env = {
+        **config(tmp_path, REPEATING, {"database": {"table": "indicator_points"}}),
+        "DATABASE_URL": database,
+    }
+    code, report = run(env)
+    assert (code, report["outcome"], report["newPoints"], report["totalPoints"]) == (0, "collected", 3, 3)
+    assert points(database) == [("", day(1), 1520.5), ("", day(2), 1488.0), ("", day(3), 1610.25)]

@@ -61,6 +61,33 @@ def test_a_module_that_keeps_to_the_contract_passes_and_collects(csv_file: dict[
     ], "only points newer than the high water mark, and no printed noise"
 
 
+MANY_SHAPES = """\
+from datetime import datetime, timedelta, timezone
+
+
+def collect(since, source):
+    utc = timezone.utc
+    yield datetime(2024, 1, 1, tzinfo=utc), 1.5, None
+    yield datetime(2024, 1, 2, 2, tzinfo=timezone(timedelta(hours=2))), 2.5, None
+    yield datetime(2024, 1, 3, tzinfo=utc), 3, None
+    yield datetime(2024, 1, 4, tzinfo=utc), 4.0, {"series": "north", "quality": "final"}
+    yield datetime(2024, 1, 5, 0, 0, 0, 500000, tzinfo=utc), 5.25
+"""
+
+
+def test_points_of_every_shape_come_out_in_one_form(csv_file: dict[str, Any]) -> None:
+    points = run(MANY_SHAPES, csv_file)
+    assert [(p.timestamp, p.value, p.series, p.attributes) for p in points] == [
+        ("2024-01-01T00:00:00+00:00", 1.5, "", ""),
+        ("2024-01-02T00:00:00+00:00", 2.5, "", ""),
+        ("2024-01-03T00:00:00+00:00", 3.0, "", ""),
+        ("2024-01-04T00:00:00+00:00", 4.0, "north", '{"quality": "final"}'),
+        ("2024-01-05T00:00:00.500000+00:00", 5.25, "", ""),
+    ]
+    later = run(MANY_SHAPES, csv_file, since=datetime(2024, 1, 2, tzinfo=UTC))
+    assert [p.value for p in later] == [3.0, 4.0, 5.25], "the high water mark holds for every shape"
+
+
 @pytest.mark.parametrize(
     ("code", "refusal"),
     [
@@ -163,9 +190,10 @@ def test_the_runtime_refuses_an_import_the_checks_would_have_caught(csv_file: di
     [
         ("datetime(2024, 1, 1), 1.0", "not a timezone-aware datetime"),
         ("datetime(2024, 1, 1, tzinfo=timezone.utc), float('nan')", "not finite"),
+        ("datetime(2024, 1, 1, tzinfo=timezone.utc), float('inf'), None", "not finite"),
         ("datetime(2024, 1, 1, tzinfo=timezone.utc), '12'", "not a number"),
     ],
-    ids=["naive", "nan", "text"],
+    ids=["naive", "nan", "infinite-with-no-attributes", "text"],
 )
 def test_an_invalid_point_stops_the_run_naming_it(yielded: str, words: str, csv_file: dict[str, Any]) -> None:
     code = f"from datetime import datetime, timezone\n\n\ndef collect(since, source):\n    yield {yielded}\n"

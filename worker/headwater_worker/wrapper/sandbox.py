@@ -9,7 +9,6 @@ limit. Its points come back on a pipe, one line each, read as they come.
 from __future__ import annotations
 
 import json
-import math
 import os
 import resource
 import signal
@@ -20,7 +19,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 HARNESS = "headwater_worker.wrapper.harness"
 STDERR_TAIL_LINES = 20
@@ -46,9 +45,10 @@ class CollectorFailedError(Exception):
         self.points = points
 
 
-@dataclass(frozen=True)
-class RawPoint:
-    """A point as the child wrote it: the timestamp in UTC ISO form, the value, its series and attributes."""
+class RawPoint(NamedTuple):
+    """A point as the child wrote it: the timestamp in UTC ISO form, the value, its series and attributes.
+    A named tuple: one is made per point, and a tuple is made several times faster than a frozen
+    dataclass."""
 
     timestamp: str
     value: float
@@ -135,7 +135,7 @@ class CollectorProcess:
                     break
                 timestamp, value, series, attributes = line.rstrip("\n").split("\t")
                 number = float(value)
-                if not math.isfinite(number):
+                if number - number != 0.0:  # not finite; inline, as this runs once a point
                     raise CollectorFailedError("InvalidPoint", f"value {value} is not finite", count)
                 count += 1
                 yield RawPoint(timestamp, number, series, attributes)

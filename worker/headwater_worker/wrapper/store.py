@@ -1,9 +1,10 @@
 """Where a collector's points go: a PostgreSQL table beside the `resources` table, or S3 objects.
 
 Database: the points table is keyed on (resource id, series, timestamp). A run streams its points with `COPY`
-into a temporary table and then inserts them in one statement, in the same transaction that brings the
-resource's periods and count up to date: a run killed half-way writes nothing, a run repeated writes no
-point twice. The high water mark is the newest timestamp stored for the resource.
+into it (through a temporary table that skips stored keys when the table already holds one of them), in
+the same transaction that brings the resource's periods and count up to date: a run killed half-way
+writes nothing, a run repeated writes no point twice. The high water mark is the newest timestamp stored
+for the resource.
 
 S3: each run that collected something writes one object `<prefix><resource id>/<time>-<random>.json`,
 `{"resource_id": ..., "data": [{"x": ..., "y": ..., "series": ...}]}` as the seed publishes it, created
@@ -16,12 +17,13 @@ from __future__ import annotations
 import json
 import secrets
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from psycopg import sql
+from psycopg.errors import UniqueViolation
 
 from .. import s3
 from ..s3 import S3Location
@@ -33,6 +35,7 @@ RESOURCES_TABLE = "resources"
 DDL_LOCK_KEY = 0x48575752  # one advisory lock for the wrappers' table creation
 HWM_METADATA = "high-water-mark"
 COPY_BATCH_BYTES = 1 << 20
+POINT_COLUMNS = sql.SQL("resource_id, series, ts, value, attributes")
 
 
 class OutputError(Exception):
@@ -137,45 +140,99 @@ class DatabaseStore:
         return row[0] if row else None
 
     def write(self, points: Iterable[RawPoint]) -> Written:
-        with self.conn.transaction():
-            self.conn.execute(
-                "CREATE TEMPORARY TABLE wrapper_incoming (series text NOT NULL, ts timestamptz NOT NULL,"
-                " value double precision NOT NULL, attributes jsonb) ON COMMIT DROP"
-            )
-            with self.conn.cursor().copy("COPY wrapper_incoming FROM STDIN") as copy:
-                batch: list[str] = []
-                size = 0
-                for point in points:
-                    attributes = _escape(point.attributes) if point.attributes else "\\N"
-                    line = f"{_escape(point.series)}\t{point.timestamp}\t{point.value!r}\t{attributes}\n"
-                    batch.append(line)
-                    size += len(line)
-                    if size >= COPY_BATCH_BYTES:
-                        copy.write("".join(batch))
-                        batch, size = [], 0
-                if batch:
-                    copy.write("".join(batch))
-            inserted = self.conn.execute(
-                sql.SQL(
-                    "INSERT INTO {points} (resource_id, series, ts, value, attributes)"
-                    " SELECT %s, series, ts, value, attributes FROM wrapper_incoming"
-                    " ON CONFLICT (resource_id, series, ts) DO NOTHING"
-                ).format(points=self.points_table),
-                (self.resource_id,),
-            ).rowcount
+        """Stream the points with `COPY` straight into the points table, as the collector yields them,
+        keeping a copy in a local spool. A collector yields only points after the high water mark, so the
+        table holds none of their keys unless the source repeats a point or another run of the resource
+        wrote the same ones meanwhile; then that COPY is undone and the spooled points go in through a
+        temporary table, skipping the keys already there. Either way in one transaction with the
+        resource's periods and count."""
+        span = _Span()
+        with self.conn.transaction(), tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+            batches = _copy_batches(points, self.resource_id, span)
+            try:
+                with (
+                    self.conn.transaction(),
+                    self.conn.cursor().copy(
+                        sql.SQL("COPY {points} ({columns}) FROM STDIN").format(
+                            points=self.points_table, columns=POINT_COLUMNS
+                        )
+                    ) as copy,
+                ):
+                    for batch in batches:
+                        spool.write(batch)
+                        copy.write(batch)
+                inserted = span.count
+            except UniqueViolation:
+                for batch in batches:
+                    spool.write(batch)
+                spool.seek(0)
+                inserted = self._insert_skipping_stored(spool)
             row = self.conn.execute(
                 sql.SQL(
-                    "UPDATE {resources} r SET"
-                    " start_period = least(r.start_period, i.low),"
-                    " end_period = greatest(r.end_period, i.high),"
-                    " points = r.points + %s, updated_at = now()"
-                    " FROM (SELECT min(ts) AS low, max(ts) AS high FROM wrapper_incoming) i"
-                    " WHERE r.id = %s RETURNING r.points, r.start_period, r.end_period"
+                    "UPDATE {resources} SET"
+                    " start_period = least(start_period, %s::timestamptz),"
+                    " end_period = greatest(end_period, %s::timestamptz),"
+                    " points = points + %s, updated_at = now()"
+                    " WHERE id = %s RETURNING points, start_period, end_period"
                 ).format(resources=self.resources_table),
-                (inserted, self.resource_id),
+                (span.low, span.high, inserted, self.resource_id),
             ).fetchone()
         total, low, high = row if row else (None, None, None)
         return Written(inserted, total, low, high)
+
+    def _insert_skipping_stored(self, spool: IO[str]) -> int:
+        """The spooled points the table lacks, inserted through a temporary table; how many."""
+        self.conn.execute(
+            "CREATE TEMPORARY TABLE wrapper_incoming (resource_id text NOT NULL, series text NOT NULL,"
+            " ts timestamptz NOT NULL, value double precision NOT NULL, attributes jsonb) ON COMMIT DROP"
+        )
+        with self.conn.cursor().copy("COPY wrapper_incoming FROM STDIN") as copy:
+            while block := spool.read(COPY_BATCH_BYTES):
+                copy.write(block)
+        return int(
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {points} ({columns}) SELECT {columns} FROM wrapper_incoming"
+                    " ON CONFLICT (resource_id, series, ts) DO NOTHING"
+                ).format(points=self.points_table, columns=POINT_COLUMNS)
+            ).rowcount
+        )
+
+
+@dataclass
+class _Span:
+    """How many points a run wrote, its oldest and newest time (the harness's UTC ISO form, which sorts
+    as the times do)."""
+
+    count: int = 0
+    low: str | None = None
+    high: str | None = None
+
+
+def _copy_batches(points: Iterable[RawPoint], resource_id: str, span: _Span) -> Iterator[str]:
+    """The points as COPY text, about `COPY_BATCH_BYTES` at a time, counted into `span`."""
+    resource = _escape(resource_id)
+    batch: list[str] = []
+    size = count = 0
+    low = high = None
+    for point in points:
+        timestamp = point.timestamp
+        if low is None or timestamp < low:
+            low = timestamp
+        if high is None or timestamp > high:
+            high = timestamp
+        attributes = _escape(point.attributes) if point.attributes else "\\N"
+        line = f"{resource}\t{_escape(point.series)}\t{timestamp}\t{point.value!r}\t{attributes}\n"
+        batch.append(line)
+        size += len(line)
+        count += 1
+        if size >= COPY_BATCH_BYTES:
+            span.count, span.low, span.high = count, low, high
+            yield "".join(batch)
+            batch, size = [], 0
+    span.count, span.low, span.high = count, low, high
+    if batch:
+        yield "".join(batch)
 
 
 def object_name(resource_id: str, ran_at: datetime) -> str:
