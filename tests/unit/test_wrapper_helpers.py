@@ -334,3 +334,14 @@ def test_offsets_other_than_utc_survive_parsing_a_whole_column() -> None:
         datetime(2021, 1, 1, tzinfo=timezone(timedelta(hours=1))),
         datetime(2021, 1, 1, 1, tzinfo=timezone(timedelta(hours=1))),
     ]
+
+
+@pytest.mark.parametrize(
+    ("record", "missing"),
+    [({"t": "2021", "reading": "4.2"}, "'v'"), ({"when": "2021", "v": "4.2"}, "'t'"), ([1, 2], "'t'")],
+)
+def test_a_record_without_its_time_or_value_field_is_a_changed_source(record: object, missing: str) -> None:
+    with pytest.raises(SourceError) as raised:
+        helpers.record_point(record, time_field=("t",), value_field=("v",))
+    assert raised.value.reason == "SourceChanged"
+    assert f"no field {missing}" in raised.value.message

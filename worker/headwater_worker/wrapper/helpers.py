@@ -740,6 +740,15 @@ def get_path(value: Any, path: Sequence[str]) -> Any:
     return value
 
 
+def has_path(value: Any, path: Sequence[str]) -> bool:
+    """Whether the keys of `path` lead somewhere in a JSON value (to a null value, too)."""
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return False
+        value = value[key]
+    return True
+
+
 def records_path(body: Any) -> tuple[str, ...] | None:
     """Where a JSON body holds its records: () for a top-level list, else the keys down to the largest list
     of objects (known names like `results` or `data` first, two levels deep at most)."""
@@ -862,7 +871,12 @@ def record_point(
     series_field: Sequence[str] | None = None,
 ) -> tuple[datetime, float, Attributes] | None:
     """The point of one JSON record: its time and value at the given paths, its series from
-    `series_field`; None when it lacks either (a null value, a marker)."""
+    `series_field`; None when either is null or a marker. A record without the time or the value field at
+    all is a source that changed shape, not a missing value: it raises SourceError `SourceChanged`."""
+    for field in (time_field, value_field):
+        if not has_path(record, field):
+            fields = ", ".join(map(str, record)) if isinstance(record, Mapping) else type(record).__name__
+            raise shape_changed(f"a record has no field {'.'.join(field)!r} (it has: {fields})")
     moment = time_parser(time_format)(_cell(get_path(record, time_field)))
     if moment is None:
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 RUN_LIMITS = Limits(cpu_seconds=1800, memory_bytes=768 << 20, wall_seconds=3600.0)
 # What a module that passed its dry run raising means on the source as it is now: its shape changed.
+# Read size of a source streamed from S3 to the collector's file.
+CHUNK_BYTES = 1 << 20
 SHAPE_FAILURES = frozenset({"CollectorError", "InvalidPoint", "SourceChanged", "SourceUnreadable"})
 
 
@@ -70,7 +73,9 @@ def harness_source(source: SourceConfig, env: Mapping[str, str], folder: Path) -
 
         target = folder / "source"
         with s3.failures("downloading the source", lambda message, _: RunError("SourceUnreachable", message)):
-            s3.client(source.s3).download_file(source.s3.bucket, source.s3.key, str(target))
+            body = s3.client(source.s3).get_object(Bucket=source.s3.bucket, Key=source.s3.key)["Body"]
+            with target.open("wb") as handle:
+                shutil.copyfileobj(body, handle, CHUNK_BYTES)
         return {"kind": "file", "path": str(target)}
     spec: dict[str, Any] = {"kind": "http", "url": source.url}
     api_key = source.api_key(env)
