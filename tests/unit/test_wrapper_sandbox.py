@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from headwater_worker.logs import redact
+from headwater_worker.wrapper.command import status_patch
+from headwater_worker.wrapper.config import CollectionReport
 from headwater_worker.wrapper.sandbox import CollectorFailedError, CollectorProcess, Limits
 from headwater_worker.wrapper.source import HttpSource, SourceError
 from headwater_worker.wrapper.validation import validate
@@ -274,3 +277,20 @@ def test_another_port_of_the_same_host_is_another_host(api_server: str) -> None:
         source.get("http://127.0.0.1:1/v1")
     assert refused.value.reason == "HostRefused"
     assert Recorder.seen == []
+
+
+def test_a_continuous_collectors_status_report_never_carries_the_api_key() -> None:
+    redact.add("k3y-of-the-source")
+    try:
+        report = CollectionReport(
+            outcome="failed",
+            ran_at=datetime(2026, 1, 1, tzinfo=UTC),
+            reason="CollectorError",
+            message="ValueError: k3y-of-the-source",
+        )
+        patch = status_patch(report, failures=2, empty=0)
+    finally:
+        redact.clear()
+    assert "k3y-of-the-source" not in str(patch)
+    assert patch["status"]["collector"]["reason"] == "CollectorError"
+    assert patch["status"]["collectorFailures"] == 2

@@ -82,6 +82,19 @@ def termination_message(report: BaseModel, limit: int = TERMINATION_MESSAGE_LIMI
     return text
 
 
+def status_patch(report: CollectionReport, failures: int, empty: int) -> dict[str, Any]:
+    """A continuous collector's report as a status patch, with every secret the process knows redacted:
+    the collector is untrusted, and its error messages could carry the API key it was given."""
+    patch = {
+        "status": {
+            "collector": report.to_status(),
+            "collectorFailures": failures,
+            "collectorEmptyPolls": empty,
+        }
+    }
+    return dict(json.loads(redact(json.dumps(patch))))
+
+
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     with worker_process(env, env.get(DATABASE_URL_ENV)):
@@ -136,13 +149,7 @@ def _poll(collector: Any, config: WrapperConfig, env: Mapping[str, str]) -> int:
             empty = empty + 1 if report.outcome == "collected" and not report.new_points else 0
             if server is not None:
                 url = f"{server.url}/{WRAPPERS_API}/namespaces/{namespace}/wrappers/{name}/status"
-                patch = {
-                    "status": {
-                        "collector": report.to_status(),
-                        "collectorFailures": failures,
-                        "collectorEmptyPolls": empty,
-                    }
-                }
+                patch = status_patch(report, failures, empty)
                 problem = merge_patch(server, url, patch, field_manager="headwater-wrapper-collector")
                 if problem is not None:
                     log.warning("could not write the report into the status", extra=fields(error=problem))
