@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import yaml
 
 from . import binaries, storage
@@ -154,6 +155,32 @@ def _rows_loaded(cluster: LocalCluster, deadline: float) -> int | None:
     return None
 
 
+def _points_stored(dsn: str, wrapper: dict[str, Any], uid: str) -> int:
+    table = wrapper["spec"]["output"]["database"].get("table", "indicator_points")
+    with psycopg.connect(dsn) as connection:
+        row = connection.execute(
+            psycopg.sql.SQL("SELECT count(*) FROM {} WHERE resource_id = %s").format(
+                psycopg.sql.Identifier(*table.split("."))
+            ),
+            (uid,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _collected(cluster: LocalCluster, dsn: str, documents: list[dict[str, Any]], deadline: float) -> bool:
+    """Every example Wrapper writing to a database: generated, run, Completed, its points in the table."""
+    for wrapper in documents:
+        if wrapper["kind"] != "Wrapper" or "database" not in wrapper["spec"].get("output", {}):
+            continue
+        name = wrapper["metadata"]["name"]
+        _step(f"waiting for wrapper/{name} to generate its collector and collect")
+        if not _wait(cluster, f"wrapper/{name}", "jsonpath={.status.phase}=Completed", deadline):
+            return False
+        uid = _kubectl(cluster, "get", "wrapper", name, "-o", "jsonpath={.metadata.uid}")
+        print(f"  {_points_stored(dsn, wrapper, uid)} points of wrapper/{name} in the table")
+    return True
+
+
 def run_demo(root: Path, timeout: float = 180.0) -> int:
     _step("local control plane")
     cluster = LocalCluster(root)
@@ -196,6 +223,8 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
     if loaded is None or not _wait(cluster, f"connector/{DEMO_CONNECTOR}", "condition=Ready", deadline):
         return 1
     print(f"  {loaded} rows loaded")
+    if not _collected(cluster, dsn, documents, deadline):
+        return 1
     print(_kubectl(cluster, "get", "headwater"))
     print(_kubectl(cluster, "get", "persistentvolumeclaims"))
     print(_kubectl(cluster, "get", "exportjob", export_name, "-o", "jsonpath={.status.tasks}"))

@@ -1,6 +1,6 @@
 """`make demo` from nothing: control plane, PostgreSQL, S3, CRDs, operator, examples; the ExportJob example
 reaches Ready with its files in S3, the file Connector loads the sample dropped on its provisioned volume,
-and `down` leaves no process behind."""
+the Wrapper example collects its CSV into the demo's PostgreSQL, and `down` leaves no process behind."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_the_export_and_connector_examples_to_ready_and_down_stops_everything(
+def test_demo_runs_the_export_connector_and_wrapper_examples_and_down_stops_everything(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "demo"
@@ -42,6 +42,10 @@ def test_demo_runs_the_export_and_connector_examples_to_ready_and_down_stops_eve
         )
         assert re.search(r"farm-energy-files\s+Bound\s+pvc-", demo.stdout), demo.stdout
         assert re.search(r"exported-data\s+Bound\s+pvc-", demo.stdout), demo.stdout
+        assert "3 points of wrapper/site-electricity in the table" in demo.stdout
+        assert re.search(
+            r"wrapper\.headwater\.dev/site-electricity\s+CSV\s+once\s+Completed\s", demo.stdout
+        ), demo.stdout
         assert "DatabaseUnavailable" not in demo.stdout
         state = ClusterState.load(root)
         assert state is not None
