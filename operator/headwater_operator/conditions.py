@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 Phase = str
 ConditionStatus = Literal["True", "False", "Unknown"]
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled")
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A condition of a kind's own beside the three of kstatus (a ComputeTask's `CallbackDelivered`)."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -24,10 +34,14 @@ class Outcome:
     state: Literal["ready", "reconciling", "stalled"]
     reason: str
     message: str = ""
+    extra_conditions: tuple[Condition, ...] = ()
 
     def __post_init__(self) -> None:
         # A status message and its Event are one line, whatever the worker or a library wrote.
         object.__setattr__(self, "message", " ".join(self.message.split()))
+
+    def with_condition(self, condition: Condition) -> Outcome:
+        return replace(self, extra_conditions=(*self.extra_conditions, condition))
 
     @classmethod
     def ready(cls, phase: Phase, reason: str, message: str = "") -> Outcome:
@@ -59,18 +73,25 @@ def build_conditions(
         "Reconciling": "True" if outcome.state == "reconciling" else "False",
         "Stalled": "True" if outcome.state == "stalled" else "False",
     }
+    subjects = [
+        Condition(
+            kind,
+            wanted[kind],
+            outcome.reason if wanted[kind] == "True" or kind == "Ready" else _idle_reason(kind),
+            outcome.message if wanted[kind] == "True" or kind == "Ready" else "",
+        )
+        for kind in CONDITION_TYPES
+    ]
     conditions = []
-    for kind in CONDITION_TYPES:
-        status = wanted[kind]
-        old = before.get(kind)
-        changed = old is None or old.get("status") != status
-        is_subject = status == "True" or kind == "Ready"
+    for condition in (*subjects, *outcome.extra_conditions):
+        old = before.get(condition.type)
+        changed = old is None or old.get("status") != condition.status
         conditions.append(
             {
-                "type": kind,
-                "status": status,
-                "reason": outcome.reason if is_subject else _idle_reason(kind),
-                "message": outcome.message if is_subject else "",
+                "type": condition.type,
+                "status": condition.status,
+                "reason": condition.reason,
+                "message": " ".join(condition.message.split()),
                 "observedGeneration": generation,
                 "lastTransitionTime": now
                 if changed or old is None

@@ -15,6 +15,11 @@ class OperatorConfig:
     worker_image: str = DEFAULT_WORKER_IMAGE
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
+    # ComputeTask: the largest input object, and how a TaskUpdate is delivered and a `url` service polled.
+    compute_max_input_bytes: int = 256 << 20
+    callback_attempts: int = 5
+    callback_timeout_seconds: float = 10.0
+    compute_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -26,4 +31,8 @@ class OperatorConfig:
                 for name in os.environ.get("HEADWATER_IMAGE_PULL_SECRETS", "").split(",")
                 if name.strip()
             ),
+            compute_max_input_bytes=int(os.environ.get("HEADWATER_COMPUTE_MAX_INPUT_BYTES", 256 << 20)),
+            callback_attempts=int(os.environ.get("HEADWATER_CALLBACK_ATTEMPTS", 5)),
+            callback_timeout_seconds=float(os.environ.get("HEADWATER_CALLBACK_TIMEOUT_SECONDS", 10.0)),
+            compute_poll_seconds=float(os.environ.get("HEADWATER_COMPUTE_POLL_SECONDS", 5.0)),
         )

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 PEERING_CRD = REPO / "charts" / "headwater" / "crds" / "clusterkopfpeerings.kopf.dev.yaml"
-NOT_YET = {"ComputeTask": "computetask.yaml", "Package": "package.yaml"}
+NOT_YET = {"Package": "package.yaml"}
 
 
 def example_of(kind: str) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, ClassVar, Literal
 
+from headwater_worker.compute.protocol import TASK_STATUSES, TaskStatus
 from pydantic import Field
 
 from .common import (
@@ -29,30 +30,8 @@ from .common import (
 )
 
 # The protocol's task status values, exactly as they travel in ServiceTask and TaskUpdate.
-TaskStatusValue = Literal[
-    "pending",
-    "fetching",
-    "processing",
-    "saving",
-    "finished",
-    "error",
-    "scheduled",
-    "skipped",
-    "archived",
-    "unavailable",
-]
-TASK_STATUS_VALUES: tuple[TaskStatusValue, ...] = (
-    "pending",
-    "fetching",
-    "processing",
-    "saving",
-    "finished",
-    "error",
-    "scheduled",
-    "skipped",
-    "archived",
-    "unavailable",
-)
+TaskStatusValue = TaskStatus
+TASK_STATUS_VALUES = TASK_STATUSES
 ComputeTaskPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Stalled"]
 
 SERVICE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
@@ -160,6 +139,22 @@ class CallbackStatus(StatusModel):
         default=None, max_length=1024, description="Error of the last failed attempt."
     )
     last_attempt_time: datetime | None = Field(default=None, description="When the last attempt was made.")
+    job_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The callback Job delivering the update, when the task's own pod could not (an `image` "
+        "task, or a pod that was stopped before it could).",
+    )
+
+
+class StageStatus(StatusModel):
+    """One state the task went through, and how long it stayed there."""
+
+    status: TaskStatusValue = Field(description="The protocol's task status of this stage.")
+    started_at: datetime = Field(description="When the task entered it.")
+    duration_seconds: float | None = Field(
+        default=None, ge=0, description="How long the task stayed in it; absent while it lasts."
+    )
 
 
 class ComputeTaskStatus(Status):
@@ -186,6 +181,12 @@ class ComputeTaskStatus(Status):
     )
     job_name: str | None = Field(
         default=None, max_length=253, description="Name of the Job running the task."
+    )
+    stages: list[StageStatus] = Field(
+        default_factory=list,
+        max_length=16,
+        description="The protocol states the task went through (`fetching`, `processing`, `saving`, ...), "
+        "with their durations.",
     )
     started_at: datetime | None = Field(default=None, description="When processing started.")
     finished_at: datetime | None = Field(default=None, description="When the task ended.")

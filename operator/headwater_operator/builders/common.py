@@ -113,11 +113,11 @@ def secret_env(name: str, secret: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
 
 
-def s3_location(location: S3Location) -> dict[str, Any]:
+def s3_location(location: S3Bucket, prefix: str = "") -> dict[str, Any]:
     """The worker's view of an S3 location (`headwater_worker.s3.S3Location`): no credentials."""
     return {
         "bucket": location.bucket,
-        "prefix": location.prefix,
+        "prefix": location.prefix if isinstance(location, S3Location) else prefix,
         "endpoint": location.endpoint,
         "region": location.region,
         "forcePathStyle": location.force_path_style,

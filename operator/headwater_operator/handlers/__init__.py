@@ -1,5 +1,14 @@
 """kopf handlers; importing this package registers all of them."""
 
-from . import children, connector, exportjob, owners, settings, unimplemented, wrapper
+from . import children, computetask, connector, exportjob, owners, settings, unimplemented, wrapper
 
-__all__ = ["children", "connector", "exportjob", "owners", "settings", "unimplemented", "wrapper"]
+__all__ = [
+    "children",
+    "computetask",
+    "connector",
+    "exportjob",
+    "owners",
+    "settings",
+    "unimplemented",
+    "wrapper",
+]

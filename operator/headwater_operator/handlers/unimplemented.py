@@ -10,7 +10,7 @@ from .. import conditions, metrics
 from ..conditions import Outcome
 
 GROUP, VERSION = "headwater.dev", "v1alpha1"
-PENDING_KINDS = ("computetasks", "packages")
+PENDING_KINDS = ("packages",)
 
 NOT_IMPLEMENTED = Outcome.stalled(
     "Stalled", "NotImplemented", "this version of the Headwater operator does not reconcile this kind yet"

@@ -105,7 +105,7 @@ class TaskUpdate(ProtocolModel):
 
 
 class StatusAnswer(ProtocolModel):
-    """Every JSON answer of a service's endpoints: `GET /status`, `GET /tasks/{id}/status`, `POST /compute`."""
+    """The JSON answer of a service's `GET /status`, `GET /tasks/{id}/status` and `POST /compute`."""
 
     status: str
 
