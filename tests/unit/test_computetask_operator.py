@@ -16,6 +16,7 @@ from headwater_operator.config import OperatorConfig
 from headwater_operator.status import computetask as observe
 from headwater_worker.compute.config import CallbackConfig, ComputeConfig
 from headwater_worker.compute.protocol import ServiceTask
+from headwater_worker.compute.urls import shown_url
 
 from tests.unit.workloads import job
 
@@ -266,4 +267,4 @@ def test_an_image_tasks_termination_message_is_its_task_update() -> None:
     ],
 )
 def test_urls_in_the_status_carry_no_credentials(url: str, shown: str) -> None:
-    assert observe.shown_url(url) == shown
+    assert shown_url(url) == shown

@@ -22,7 +22,9 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command(
-        "compute", "headwater_worker.compute.command", "run a compute task, or deliver its update (ComputeTask)"
+        "compute",
+        "headwater_worker.compute.command",
+        "run a compute task or deliver its update (ComputeTask)",
     ),
     Command("export", "headwater_worker.export.command", "export PostgreSQL tables to gzip CSV (ExportJob)"),
     Command(

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from headwater_worker.compute.config import ComputeResult
 from headwater_worker.compute.protocol import TaskUpdate
+from headwater_worker.compute.urls import shown_url
 from pydantic import ValidationError
 
 from ..api.computetask import ComputeTaskSpec, ComputeTaskStatus
@@ -35,16 +35,6 @@ def parse_status(raw: Mapping[str, Any] | None) -> ComputeTaskStatus | None:
         return ComputeTaskStatus.model_validate(dict(raw))
     except ValidationError:
         return None
-
-
-def shown_url(url: str) -> str:
-    """A URL as the status may show it: no user, password or query (either may carry a token)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 @dataclass(frozen=True)

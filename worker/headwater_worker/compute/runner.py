@@ -64,7 +64,8 @@ def run_builtin(
 
 
 def service_task(config: ComputeConfig, env: Mapping[str, str], callback_url: str) -> ServiceTask:
-    """The task as a `url` service receives it: the protocol hands it the bucket's key pair."""
+    """The task as a `url` service receives it: the protocol hands it the bucket's key pair (and
+    `run_remote` its own receiver as `callback_url`)."""
     return ServiceTask(
         s3_access_key_id=env.get("AWS_ACCESS_KEY_ID", ""),
         s3_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
@@ -88,7 +89,7 @@ def run_remote(
     clock.enter("pending")
     update = wait_for_service(
         config.url,
-        lambda callback_url: service_task(config, env, callback_url),
+        service_task(config, env, ""),
         deadline=deadline,
         poll_interval=config.remote.poll_interval_seconds,
         receiver_host=config.remote.receiver_host,
