@@ -20,6 +20,8 @@ from .services import ComputeService, ServiceError, TaskInput
 from .stages import StageClock
 from .storage import TaskObjects, input_types, match_fields, output_key
 
+DEADLINE_RESERVE_SECONDS = 10.0
+
 
 def run_builtin(
     config: ComputeConfig, service: ComputeService, objects: TaskObjects, clock: StageClock
@@ -85,7 +87,11 @@ def run_remote(
 
     assert config.url is not None
     objects.sizes(config.task.data_in, config.limits.max_input_bytes)
-    deadline = time.monotonic() + config.deadline_seconds if config.deadline_seconds else None
+    deadline = None
+    if config.deadline_seconds:
+        # Stop waiting before the Job's own deadline stops the pod, to report the error and deliver it.
+        reserve = min(DEADLINE_RESERVE_SECONDS, config.deadline_seconds / 4)
+        deadline = time.monotonic() + config.deadline_seconds - reserve
     clock.enter("pending")
     update = wait_for_service(
         config.url,
