@@ -3,7 +3,9 @@
 Everything is idempotent, so the demo can run again on a cluster that is already up. The examples' Secrets
 are pointed at the demo's PostgreSQL and S3. The ExportJob example runs against a demo table and the demo
 waits until it is Ready with its file in S3; a sample meter export is dropped on the file Connector's
-volume (a claim the cluster's provisioner binds) and the demo waits until its rows are loaded.
+volume (a claim the cluster's provisioner binds) and the demo waits until its rows are loaded. The Wrapper
+examples are generated and collected into the demo's PostgreSQL; the ComputeTask example profiles a CSV the
+demo uploads to S3 first, and the demo waits until it is Ready with its output there.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg.sql
@@ -24,6 +26,9 @@ from .control_plane import LocalCluster, pid_alive
 from .kubeapi import client_from_pki
 from .operator import spawn_operator
 from .services import PostgresServer, S3Server
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 REPO = binaries.GO_MODULE_DIR.parent
 OPERATOR = "headwater-operator"
@@ -97,14 +102,27 @@ def _demo_documents(dsn: str, s3: S3Server) -> list[dict[str, Any]]:
         name = document["metadata"]["name"]
         if document["kind"] == "Secret" and "dsn" in document.get("stringData", {}):
             document["stringData"]["dsn"] = dsn
-        elif document["kind"] == "Secret" and name == "export-s3":
+        elif document["kind"] == "Secret" and name in ("export-s3", "compute-s3"):
             document["stringData"] = {
                 "AWS_ACCESS_KEY_ID": s3.access_key_id,
                 "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
             }
         elif document["kind"] == "ExportJob" and "s3" in document["spec"]["destination"]:
             document["spec"]["destination"]["s3"].update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
+        elif document["kind"] == "ComputeTask":
+            document["spec"]["s3"].update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
     return documents
+
+
+def _upload_task_inputs(client: S3Client, documents: list[dict[str, Any]]) -> None:
+    """A small CSV for each input of the example ComputeTasks, so that they have something to work on."""
+    readings = "station,reading,taken_at\n" + "".join(
+        f"s{i % 3},{20 + (i * 7) % 11 / 2},2025-01-{i + 1:02d}T12:00:00\n" for i in range(28)
+    )
+    for document in documents:
+        if document["kind"] == "ComputeTask":
+            for key in document["spec"]["dataIn"]:
+                client.put_object(Bucket=DEMO_BUCKET, Key=key, Body=readings.encode())
 
 
 def _wait(cluster: LocalCluster, resource: str, condition: str, deadline: float) -> bool:
@@ -202,6 +220,7 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
 
     _step("examples")
     documents = _demo_documents(dsn, s3)
+    _upload_task_inputs(client, documents)
     print(_kubectl(cluster, "apply", "-f", "-", input=yaml.safe_dump_all(documents)), end="")
     export_name = next(
         d["metadata"]["name"]
@@ -225,6 +244,10 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
     print(f"  {loaded} rows loaded")
     if not _collected(cluster, dsn, documents, deadline):
         return 1
+    for task in (d["metadata"]["name"] for d in documents if d["kind"] == "ComputeTask"):
+        _step(f"waiting for computetask/{task} to be Ready")
+        if not _wait(cluster, f"computetask/{task}", "condition=Ready", deadline):
+            return 1
     print(_kubectl(cluster, "get", "headwater"))
     print(_kubectl(cluster, "get", "persistentvolumeclaims"))
     print(_kubectl(cluster, "get", "exportjob", export_name, "-o", "jsonpath={.status.tasks}"))

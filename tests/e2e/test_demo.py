@@ -27,7 +27,7 @@ def localcluster(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_demo_runs_the_export_connector_and_wrapper_examples_and_down_stops_everything(
+def test_demo_runs_every_implemented_example_and_down_stops_everything(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "demo"
@@ -46,6 +46,11 @@ def test_demo_runs_the_export_connector_and_wrapper_examples_and_down_stops_ever
         assert re.search(
             r"wrapper\.headwater\.dev/site-electricity\s+CSV\s+once\s+Completed\s", demo.stdout
         ), demo.stdout
+        assert re.search(
+            r"computetask\.headwater\.dev/profile-readings\s+csv-profile\s+Succeeded\s+finished\s+True",
+            demo.stdout,
+        ), demo.stdout
+        assert "outputs/readings-profile.json" in demo.stdout
         assert "DatabaseUnavailable" not in demo.stdout
         state = ClusterState.load(root)
         assert state is not None
