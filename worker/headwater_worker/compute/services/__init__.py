@@ -9,7 +9,8 @@ installed one; `spec.service.name` picks it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Protocol
 
@@ -70,7 +71,7 @@ class TaskOutput:
     field: str
     mime_type: MimeType
     path: Path
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = dataclass_field(default_factory=dict)
 
 
 class ComputeService(Protocol):
