@@ -12,6 +12,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ...logs import one_line
 from ..protocol import ExecutionUnitTag, MimeType
 from . import ServiceError, TaskInput, TaskOutput
+from .fields import shown
 
 IMAGE_TYPES: tuple[MimeType, ...] = ("image/png", "image/jpeg")
 PIL_FORMATS: dict[MimeType, str] = {"image/png": "PNG", "image/jpeg": "JPEG"}
@@ -34,15 +35,16 @@ def open_image(given: TaskInput) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(data, formats=list(PIL_FORMATS.values()))
             if image.format != expected:
+                key = shown(given.key)
                 raise ServiceError(
-                    f"{given.field}: the content is {image.format}, but {given.key!r} says {given.mime_type}"
+                    f"{given.field}: the content is {image.format}, but {key} says {given.mime_type}"
                 )
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as error:
         raise ServiceError(f"{given.field}: refused: {one_line(str(error))}") from None
     except UnidentifiedImageError:
-        raise ServiceError(f"{given.field}: not a PNG or JPEG image ({given.key!r})") from None
+        raise ServiceError(f"{given.field}: not a PNG or JPEG image ({shown(given.key)})") from None
     except (OSError, SyntaxError, ValueError) as error:  # what Pillow's decoders raise for damaged data
         raise ServiceError(f"{given.field}: damaged {expected} data: {one_line(str(error))}") from None
     return image
