@@ -8,9 +8,9 @@ installed one; `spec.service.name` picks it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Protocol
 
@@ -71,7 +71,7 @@ class TaskOutput:
     field: str
     mime_type: MimeType
     path: Path
-    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    metadata: dict[str, str] = dataclass_field(default_factory=dict)
 
 
 class ComputeService(Protocol):
