@@ -111,9 +111,13 @@ def _run_task(config: ComputeConfig, env: Mapping[str, str]) -> int:
             update = run_remote(config, objects, clock, env)
         else:
             from .runner import run_builtin
-            from .services import service_named
+            from .services.registry import UnknownServiceError, service_named
 
-            update = run_builtin(config, service_named(config.service or ""), objects, clock)
+            try:
+                service = service_named(config.service or "")
+            except UnknownServiceError as unknown:
+                raise TaskError(str(unknown), "UnknownService") from None
+            update = run_builtin(config, service, objects, clock)
     except TaskError as failed:
         update, reason, code = _error_update(str(failed)), failed.reason, FINAL_ERROR_EXIT
     except StorageError as failure:

@@ -34,12 +34,14 @@ def run_builtin(
         match_fields(task.data_out, info.data_out_fields, "outputs")
     objects.sizes(task.data_in, config.limits.max_input_bytes)
     with tempfile.TemporaryDirectory(prefix="task-") as folder:
-        workdir = Path(folder)
+        downloads, workdir = Path(folder) / "inputs", Path(folder) / "outputs"
+        downloads.mkdir()
+        workdir.mkdir()
         inputs = []
         for index, (key, field, mime_type) in enumerate(
             zip(task.data_in, info.data_in_fields, types, strict=True)
         ):
-            path = workdir / f"input-{index}{Path(key).suffix.lower()}"
+            path = downloads / f"{index}{Path(key).suffix.lower()}"
             objects.download(key, path)
             inputs.append(TaskInput(field.name, key, mime_type, path))
         clock.enter("processing")
