@@ -186,7 +186,7 @@ def _full_status(kind: str) -> dict[str, Any]:
             "taskId": "6f1c1a52-3a0c-4d38-9a51-0d7a2e6f4b10",
             "dataOut": ["outputs/readings.csv"],
             "errorMessage": "none",
-            "jobName": "copy-readings-compute",
+            "jobName": "profile-readings-task",
             "startedAt": NOW,
             "finishedAt": NOW,
             "durationSeconds": 1.5,
@@ -229,7 +229,7 @@ def _full_status(kind: str) -> dict[str, Any]:
         ("ExportJob", "exportjob.yaml", "knowledge-base-export"),
         ("Connector", "connector.yaml", "farm-energy-files"),
         ("Wrapper", "wrapper.yaml", "site-electricity"),
-        ("ComputeTask", "computetask.yaml", "copy-readings"),
+        ("ComputeTask", "computetask.yaml", "profile-readings"),
         ("Package", "package.yaml", "gambia"),
     ],
 )
@@ -257,7 +257,7 @@ def test_status_the_operator_writes_is_kept(kube: Kubectl, kind: str, example_fi
         ("connector.yaml", "connectors/farm-energy-files", {"phase": "Succeeded"}, "status.phase"),
         ("wrapper.yaml", "wrappers/site-electricity", {"phase": "executing"}, "status.phase"),
         ("wrapper.yaml", "wrappers/site-electricity", {"health": "healthy"}, "status.health"),
-        ("computetask.yaml", "computetasks/copy-readings", {"status": "Finished"}, "status.status"),
+        ("computetask.yaml", "computetasks/profile-readings", {"status": "Finished"}, "status.status"),
         ("package.yaml", "packages/gambia", {"phase": "Complete"}, "status.phase"),
         (
             "exportjob.yaml",
@@ -307,7 +307,7 @@ def test_every_cel_rule_is_exercised_against_the_api_server() -> None:
 
 def test_compute_task_spec_is_immutable(kube: Kubectl) -> None:
     kube.apply((EXAMPLES / "computetask.yaml").read_text())
-    task = example("copy-readings")
+    task = example("profile-readings")
     with pytest.raises(KubectlError) as refused:
         kube.apply(changed(task, {"spec.dataIn": ["inputs/other.csv"]}))
     assert IMMUTABLE in refused.value.stderr

@@ -233,7 +233,7 @@ EJ, EJ_DSL, FILES, TAGO, WRAPPER, TASK, PACKAGE = (
     "farm-energy-files",
     "tago-energy",
     "site-electricity",
-    "copy-readings",
+    "profile-readings",
     "gambia",
 )
 ONE_OF_TASKS = "exactly one of tasks or tasksFrom must be set"

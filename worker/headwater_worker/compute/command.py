@@ -22,11 +22,9 @@ import argparse
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from pydantic import BaseModel, ValidationError
 
 from .. import s3
+from ..envconfig import InvalidEnvironment, config_from_env
 from ..logs import fields, one_line, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
@@ -49,26 +47,8 @@ from .storage import TaskObjects
 log = logging.getLogger("headwater_worker.compute")
 
 
-class ConfigurationError(Exception):
-    pass
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", choices=("task", "callback"), default="task")
-
-
-def _load(model: type[BaseModel], name: str, env: Mapping[str, str]) -> Any:
-    raw = env.get(name)
-    if not raw:
-        raise ConfigurationError(f"{name} is not set")
-    try:
-        return model.model_validate_json(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise ConfigurationError(f"invalid {name}: {problems}") from None
 
 
 def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
@@ -76,9 +56,9 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     with worker_process(env, None):
         try:
             if args.action == "callback":
-                return _deliver_only(_load(CallbackConfig, CALLBACK_ENV, env), env)
-            return _run_task(_load(ComputeConfig, CONFIG_ENV, env), env)
-        except ConfigurationError as invalid:
+                return _deliver_only(config_from_env(CallbackConfig, CALLBACK_ENV, env), env)
+            return _run_task(config_from_env(ComputeConfig, CONFIG_ENV, env), env)
+        except InvalidEnvironment as invalid:
             return _report(env, _error_update(str(invalid)), [], None, "InvalidConfiguration", 1)
 
 

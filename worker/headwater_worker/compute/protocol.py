@@ -7,7 +7,7 @@ fields are accepted and ignored, as the protocol asks: a Core engine adds `creat
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,18 +24,7 @@ TaskStatus = Literal[
     "archived",
     "unavailable",
 ]
-TASK_STATUSES: tuple[TaskStatus, ...] = (
-    "pending",
-    "fetching",
-    "processing",
-    "saving",
-    "finished",
-    "error",
-    "scheduled",
-    "skipped",
-    "archived",
-    "unavailable",
-)
+TASK_STATUSES: tuple[TaskStatus, ...] = get_args(TaskStatus)
 # The states a service moves a task through, in order; `error` may end any of them.
 RUN_STAGES: tuple[TaskStatus, ...] = ("fetching", "processing", "saving")
 ENDED: frozenset[TaskStatus] = frozenset({"finished", "error"})
@@ -51,17 +40,7 @@ MimeType = Literal[
     "audio/mpeg",
     "audio/ogg",
 ]
-MIME_TYPES: tuple[MimeType, ...] = (
-    "image/jpeg",
-    "image/png",
-    "text/plain",
-    "text/csv",
-    "application/json",
-    "application/pdf",
-    "application/zip",
-    "audio/mpeg",
-    "audio/ogg",
-)
+MIME_TYPES: tuple[MimeType, ...] = get_args(MimeType)
 ServiceStatus = Literal["available", "unavailable", "disabled", "sleeping"]
 
 ObjectKey = Annotated[str, Field(min_length=1, max_length=1024)]

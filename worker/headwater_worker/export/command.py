@@ -18,8 +18,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from ..envconfig import InvalidEnvironment, config_from_env
 from ..logs import fields, one_line, redact
 from ..process import Terminated, worker_process
 from .config import CONFIG_ENV, DATABASE_URL_ENV, ErrorInfo, ExportConfig, FailureReason, TaskResult
@@ -41,17 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(env: Mapping[str, str]) -> ExportConfig:
-    raw = env.get(CONFIG_ENV)
-    if not raw:
-        raise ConfigurationError(f"{CONFIG_ENV} is not set")
     try:
-        return ExportConfig.from_env(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise ConfigurationError(f"invalid {CONFIG_ENV}: {problems}") from None
+        return config_from_env(ExportConfig, CONFIG_ENV, env)
+    except InvalidEnvironment as invalid:
+        raise ConfigurationError(str(invalid)) from None
 
 
 def _narrow(config: ExportConfig, only: list[str] | None) -> ExportConfig:

@@ -31,8 +31,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from ..envconfig import InvalidEnvironment, config_from_env
 from ..logs import error_line, fields, one_line, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
@@ -58,17 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_config(env: Mapping[str, str]) -> IngestConfig:
-    raw = env.get(CONFIG_ENV)
-    if not raw:
-        raise IngestError(FailureReason.CONFIGURATION_ERROR, f"{CONFIG_ENV} is not set")
     try:
-        return IngestConfig.from_env(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise IngestError(FailureReason.CONFIGURATION_ERROR, f"invalid {CONFIG_ENV}: {problems}") from None
+        return config_from_env(IngestConfig, CONFIG_ENV, env)
+    except InvalidEnvironment as invalid:
+        raise IngestError(FailureReason.CONFIGURATION_ERROR, str(invalid)) from None
 
 
 # -- termination message ----------------------------------------------------------------------------------

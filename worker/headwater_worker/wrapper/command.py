@@ -30,8 +30,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from ..envconfig import InvalidEnvironment, config_from_env
 from ..logs import fields, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
@@ -54,17 +55,10 @@ class ConfigError(Exception):
 
 
 def load_config(env: Mapping[str, str]) -> WrapperConfig:
-    raw = env.get(CONFIG_ENV)
-    if not raw:
-        raise ConfigError(f"{CONFIG_ENV} is not set")
     try:
-        return WrapperConfig.model_validate_json(raw)
-    except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
-            for item in error.errors()
-        )
-        raise ConfigError(f"invalid {CONFIG_ENV}: {problems}") from None
+        return config_from_env(WrapperConfig, CONFIG_ENV, env)
+    except InvalidEnvironment as invalid:
+        raise ConfigError(str(invalid)) from None
 
 
 def termination_message(report: BaseModel, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
