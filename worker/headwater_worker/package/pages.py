@@ -4,6 +4,7 @@ the metadata; every value is escaped."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 from .metadata import ProcessorMetadata
@@ -25,11 +26,18 @@ def _link(url: str, text: str | None = None) -> str:
     return f'<a href="{escape(url)}">{escape(text if text is not None else url)}</a>'
 
 
-def package_index(boundary_title: str, datasets: Sequence[ProcessorMetadata] = ()) -> str:
+@dataclass(frozen=True)
+class DatasetEntry:
+    dataset: str
+    version: str
+    title: str
+
+
+def package_index(boundary_title: str, datasets: Sequence[DatasetEntry] = ()) -> str:
     items = "".join(
-        f"  <li>{_link(f'./datasets/{meta.name}/{meta.version}/index.html', meta.title)} "
-        f"({escape(meta.version)})</li>\n"
-        for meta in datasets
+        f"  <li>{_link(f'./datasets/{entry.dataset}/{entry.version}/index.html', entry.title)} "
+        f"({escape(entry.version)})</li>\n"
+        for entry in datasets
     )
     listing = f"<ul>\n{items}</ul>\n" if datasets else "<p>No datasets yet.</p>\n"
     return _page(
