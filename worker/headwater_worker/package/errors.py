@@ -7,12 +7,12 @@ import enum
 
 class FailureReason(enum.StrEnum):
     CONFIGURATION_ERROR = "ConfigurationError"
-    INVALID_BOUNDARY = "InvalidBoundaryError"
+    INVALID_BOUNDARY = "InvalidBoundary"
     UNKNOWN_PROCESSOR = "UnknownProcessor"
     BROKEN_PROCESSOR = "BrokenProcessor"
-    SOURCE_UNAVAILABLE = "SourceUnavailableError"
-    STORAGE_UNAVAILABLE = "StorageUnavailableError"
-    LOCK_TIMEOUT = "LockTimeoutError"
+    SOURCE_UNAVAILABLE = "SourceUnavailable"
+    STORAGE_UNAVAILABLE = "StorageUnavailable"
+    LOCK_TIMEOUT = "LockTimeout"
     PROCESSING_FAILED = "ProcessingFailed"
     MISSING_RESULT = "MissingResult"
     INVALID_DATAPACKAGE = "InvalidDatapackage"
