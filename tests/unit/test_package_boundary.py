@@ -29,7 +29,8 @@ def test_the_shipped_country_boundary_is_accepted_from_its_feature_collection() 
     assert boundary.geometry.geom_type == "Polygon"
     assert boundary.long_name == "The Gambia"
     west, south, east, north = boundary.geometry.bounds
-    assert -17 < west < east < -13 and 13 < south < north < 14
+    assert -17 < west < east < -13
+    assert 13 < south < north < 14
 
 
 @pytest.mark.parametrize(

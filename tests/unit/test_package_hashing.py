@@ -11,10 +11,10 @@ from typing import Any
 from headwater_worker.package.boundary import parse_boundary
 from headwater_worker.package.hashing import file_sha1, inputs_hash
 
-RING = [[0, 0], [4, 0], [4, 3], [1, 3], [0, 0]]
+RING: list[list[float]] = [[0, 0], [4, 0], [4, 3], [1, 3], [0, 0]]
 
 
-def boundary_hex(ring: list[list[float]]) -> str:
+def boundary_hex(ring: list[list[float]] | list[object]) -> str:
     return parse_boundary("b", json.dumps({"type": "Polygon", "coordinates": [ring]})).wkb_hex
 
 
@@ -43,7 +43,7 @@ def test_the_same_polygon_from_another_vertex_or_winding_hashes_the_same() -> No
 
 
 def test_each_input_changes_the_hash() -> None:
-    moved = [[0, 0], [4, 0], [4, 3.5], [1, 3], [0, 0]]
+    moved: list[list[float]] = [[0, 0], [4, 0], [4, 3.5], [1, 3], [0, 0]]
     variants = {
         digest(boundary_wkb_hex=boundary_hex(moved)),
         digest(boundary_name="c"),

@@ -67,7 +67,7 @@ def covering_window(
 
     west, south, east, north = bounds
     inverse = ~transform
-    corners = [inverse * (x, y) for x in (west, east) for y in (south, north)]
+    corners = [inverse @ (x, y) for x in (west, east) for y in (south, north)]
     cols = [col for col, _ in corners]
     rows = [row for _, row in corners]
     col_start = max(0, math.floor(min(cols) + EPSILON))

@@ -58,7 +58,11 @@ def same_dimension_part(geometry: BaseGeometry, dimension: int | None) -> BaseGe
         return None
     if dimension is None:
         return geometry
-    parts = [part for part in shapely.get_parts(geometry) if part.dim == dimension and not part.is_empty]
+    parts = [
+        part
+        for part in shapely.get_parts(geometry)
+        if shapely.get_dimensions(part) == dimension and not part.is_empty
+    ]
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else shapely.union_all(parts)
