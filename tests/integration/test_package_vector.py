@@ -79,7 +79,8 @@ def test_features_are_read_in_batches(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(vector, "BATCH", 2)
     source = write_vector(tmp_path / "roads.gpkg", ROADS)
     fractions: list[float] = []
-    summary = clip_vector(str(source), gambia_shape(), tmp_path / "clipped.gpkg", on_fraction=fractions.append)
+    output = tmp_path / "clipped.gpkg"
+    summary = clip_vector(str(source), gambia_shape(), output, on_fraction=fractions.append)
     assert_clipped(tmp_path / "clipped.gpkg")
     assert len(fractions) >= 2
     assert summary.features_kept == 3

@@ -31,9 +31,10 @@ def test_a_file_of_several_is_named_with_its_part_before_the_boundary() -> None:
     )
 
 
-def test_locks_are_outside_the_served_package_folder() -> None:
-    assert not layout.processor_lock("gambia", "a", "version_1").startswith("gambia/")
-    assert layout.processor_lock("gambia", "a", "version_1") != layout.package_lock("gambia")
+def test_locks_are_kept_outside_the_served_package_folder() -> None:
+    lock = layout.lock_file(layout.processor_lock("gambia", "a", "version_1"))
+    assert lock == ".locks/gambia/a.version_1.lock"
+    assert layout.lock_file(layout.package_lock("gambia")) == ".locks/gambia/package.lock"
 
 
 def test_urls_join_with_or_without_a_trailing_slash() -> None:

@@ -56,13 +56,19 @@ def record_file(boundary: str, dataset: str, version: str) -> str:
 
 
 def processor_lock(boundary: str, dataset: str, version: str) -> str:
-    """The lock one processor's run of one boundary holds; kept outside the package folder that is served."""
-    return f"{LOCKS}/{boundary}/{dataset}.{version}"
+    """The lock one processor's run of one boundary holds. Storage keeps locks under `.locks/` of its
+    root, outside the package folders that are served."""
+    return f"{boundary}/{dataset}.{version}"
 
 
 def package_lock(boundary: str) -> str:
     """The lock finalise holds while it rewrites `datapackage.json` and `provenance.json`."""
-    return f"{LOCKS}/{boundary}/package"
+    return f"{boundary}/package"
+
+
+def lock_file(name: str) -> str:
+    """Where storage keeps the lock `name`."""
+    return f"{LOCKS}/{name}.lock"
 
 
 def join_url(base: str, path: str) -> str:

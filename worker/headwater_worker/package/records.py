@@ -45,6 +45,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def run_time() -> str:
+    """The key of a run in `provenance.json`: the UTC time to the microsecond, as the seed's keys are."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def record_path(boundary: str, metadata: ProcessorMetadata) -> str:
     return layout.record_file(boundary, metadata.name, metadata.version)
 

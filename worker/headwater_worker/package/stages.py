@@ -35,7 +35,7 @@ from .config import (
 from .errors import FailureReason, PackageError
 from .hashing import inputs_hash
 from .processor import Processor, ProcessorContext
-from .records import ProcessorRecord, append_run, read_record, record_path, utc_now, write_record
+from .records import ProcessorRecord, append_run, read_record, record_path, run_time, utc_now, write_record
 from .sources import Sources
 from .storage import Storage
 
@@ -289,7 +289,7 @@ def finalise(stage: Stage) -> StageReport:
         run = [{record.processor: record.model_dump(mode="json")} for record in records]
         run.append({"finalise": {"datapackage": stage.link(datapackage_path), "resources": len(entries)}})
         stage.storage.put_bytes(
-            append_run(stage.storage.read_bytes(provenance_path), utc_now(), run), provenance_path, JSON
+            append_run(stage.storage.read_bytes(provenance_path), run_time(), run), provenance_path, JSON
         )
     uri = stage.link(datapackage_path)
     log.info("package finalised", extra=fields(boundary=name, datapackage=uri))

@@ -23,7 +23,7 @@ from .. import s3
 from ..logs import fields
 from .config import StorageSpec, VolumeFolder
 from .errors import FailureReason, PackageError
-from .layout import LOCKS
+from .layout import lock_file
 from .locks import S3Lock, volume_lock
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[None]:
-        """Hold the lock `name` (a path under `.locks/`) for the block; wait up to `timeout` seconds."""
+        """Hold the lock `name` (kept at `.locks/<name>.lock`) for the block; wait up to `timeout` s."""
 
 
 def open_storage(spec: StorageSpec) -> Storage:
@@ -294,7 +294,7 @@ class S3Storage(Storage):
 
     @contextlib.contextmanager
     def lock(self, name: str, timeout: float) -> Iterator[None]:
-        with S3Lock(self.client, self.bucket, self.key(f"{LOCKS}/{_checked(name)}.lock")).held(timeout):
+        with S3Lock(self.client, self.bucket, self.key(lock_file(_checked(name)))).held(timeout):
             yield
 
 
@@ -399,7 +399,7 @@ class VolumeStorage(Storage):
             )
 
     def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[None]:
-        path = self.file(f"{LOCKS}/{_checked(name)}.lock")
+        path = self.file(lock_file(_checked(name)))
         with _volume_errors(f"creating {path.parent}"):
             path.parent.mkdir(parents=True, exist_ok=True)
         return volume_lock(path, timeout=timeout)
