@@ -33,10 +33,17 @@ from pydantic import ValidationError
 from ..logs import fields, one_line, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
-from .config import CONFIG_ENV, ErrorInfo, PackageConfig, ProcessorPhase, ProcessorResult, Stage, StageReport
+from .config import (
+    CONFIG_ENV,
+    ErrorInfo,
+    PackageConfig,
+    ProcessorPhase,
+    ProcessorResult,
+    StageName,
+    StageReport,
+)
 from .errors import FailureReason, PackageError
-from .stages import ConfigurationError
-from .stages import Stage as StageRun
+from .stages import ConfigurationError, Stage
 
 log = logging.getLogger("headwater_worker.package")
 
@@ -116,7 +123,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from .storage import open_storage
 
     termination_log = termination_log_path(env)
-    stage_name: Stage = args.stage
+    stage_name: StageName = args.stage
     processor: str | None = getattr(args, "processor", None)
     boundary = ""
     last: dict[str, tuple[int, str]] = {}
@@ -135,7 +142,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             extra=fields(package=config.package, stage=stage_name, boundary=boundary, processor=processor),
         )
         with stages.scratch_folder(env.get(SCRATCH_ENV) or None) as scratch:
-            stage = StageRun(
+            stage = Stage(
                 config=config,
                 storage=open_storage(config.storage),
                 cache=open_storage(config.cache) if config.cache is not None else None,
@@ -164,7 +171,7 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def _fail(
     termination_log: Path | None,
-    stage: Stage,
+    stage: StageName,
     boundary: str,
     processor: str | None,
     reason: FailureReason,

@@ -33,7 +33,7 @@ BOUNDARY_NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]*[a-z0-9])?$"
 MAX_PROCESSORS = 50
 
 ProcessorName = Annotated[str, StringConstraints(pattern=PROCESSOR_PATTERN, min_length=3, max_length=127)]
-Stage = Literal["setup", "process", "finalise"]
+StageName = Literal["setup", "process", "finalise"]
 
 
 class _Model(BaseModel):
@@ -175,7 +175,7 @@ class ErrorInfo(_Model):
 class StageReport(_Model):
     """The termination message of a stage."""
 
-    stage: Stage
+    stage: StageName
     boundary: str
     processors: list[ProcessorResult] = Field(default_factory=list)
     datapackage_uri: str | None = None

@@ -200,12 +200,18 @@ class Sources:
             if cached is not None:
                 return cached
             local = self._download(ref, self._scratch_file(ref))
-            self.cache.put_file(local, f"{entry}/{ref.file_name}", "application/octet-stream")
+            cached_path = f"{entry}/{ref.file_name}"
+            self.cache.put_file(local, cached_path, "application/octet-stream")
+            # The identity last: a cached copy is trusted only once it is complete.
             self.cache.put_bytes(
                 json.dumps(identity.as_dict()).encode(), f"{entry}/{IDENTITY_FILE}", "application/json"
             )
             log.info("source cached", extra=fields(source=ref.shown, entry=entry))
-        return self._cached(entry, ref, identity) or local
+        in_place = self.cache.local_path(cached_path)
+        if in_place is None:
+            return local
+        local.unlink()  # a volume cache is read in place: no second copy in scratch
+        return in_place
 
     def _cached(self, entry: str, ref: SourceRef, identity: SourceIdentity) -> Path | None:
         """The cached copy when the cache holds this identity of the source; local for reading."""
