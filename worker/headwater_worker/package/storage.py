@@ -360,14 +360,14 @@ class VolumeStorage(Storage):
                 return None
 
     @contextlib.contextmanager
-    def _writing(self, path: str) -> Iterator[tuple[Path, Path]]:
+    def _writing(self, path: str) -> Iterator[Path]:
         """A temporary file beside `path`, renamed over it when the block ends without an error."""
         final = self.file(path)
         temp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}{PARTIAL}")
         with _volume_errors(f"writing {final}"):
             final.parent.mkdir(parents=True, exist_ok=True)
             try:
-                yield temp, final
+                yield temp
                 with temp.open("rb+") as written:
                     os.fsync(written.fileno())
                 os.replace(temp, final)
@@ -376,11 +376,11 @@ class VolumeStorage(Storage):
                 temp.unlink(missing_ok=True)
 
     def put_file(self, local: Path, path: str, content_type: str) -> None:
-        with self._writing(path) as (temp, _):
+        with self._writing(path) as temp:
             shutil.copyfile(local, temp)
 
     def put_bytes(self, data: bytes, path: str, content_type: str) -> None:
-        with self._writing(path) as (temp, _):
+        with self._writing(path) as temp:
             temp.write_bytes(data)
 
     def download(self, path: str, local: Path) -> None:
