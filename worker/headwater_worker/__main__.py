@@ -31,6 +31,11 @@ COMMANDS: tuple[Command, ...] = (
         "ingest", "headwater_worker.ingest.command", "load files or API data into PostgreSQL (Connector)"
     ),
     Command(
+        "package",
+        "headwater_worker.package.command",
+        "clip datasets to a boundary and publish a data package (Package)",
+    ),
+    Command(
         "wrapper", "headwater_worker.wrapper.command", "generate and run an indicator's collector (Wrapper)"
     ),
 )
