@@ -87,7 +87,7 @@ def test_the_worker_gets_the_task_and_never_a_secret_value() -> None:
     assert config.service == "image-rotate"
     assert config.s3.bucket == "compute"
     assert config.s3.force_path_style
-    assert config.callback_attempts == 3
+    assert config.callback.attempts == 3
     assert config.compute_task == "data/rotate"
     assert variables["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "s3"
     assert variables["HEADWATER_POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
@@ -140,7 +140,7 @@ def test_a_callback_job_exists_only_once_the_status_names_it() -> None:
     delivery = CallbackConfig.model_validate_json(env(callback)["HEADWATER_COMPUTE_CALLBACK"]["value"])
     assert delivery.url == str(spec().callback_url)
     assert delivery.update.model_dump() == {"data_out": [], "status": "error", "error_message": "gone"}
-    assert delivery.attempts == 3
+    assert delivery.policy.attempts == 3
     assert callback["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 

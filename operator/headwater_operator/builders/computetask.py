@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from headwater_worker.compute.callback import CallbackPolicy
 from headwater_worker.compute.config import (
     CALLBACK_ENV,
     CONFIG_ENV,
@@ -91,6 +92,10 @@ def task(owner: Owner, spec: ComputeTaskSpec) -> Task:
     )
 
 
+def callback_policy(config: OperatorConfig) -> CallbackPolicy:
+    return CallbackPolicy(attempts=config.callback_attempts, timeout_seconds=config.callback_timeout_seconds)
+
+
 def worker_config(owner: Owner, spec: ComputeTaskSpec, config: OperatorConfig) -> ComputeConfig:
     return ComputeConfig.model_validate(
         {
@@ -102,8 +107,7 @@ def worker_config(owner: Owner, spec: ComputeTaskSpec, config: OperatorConfig) -
             "deadlineSeconds": spec.active_deadline_seconds,
             "limits": Limits(max_input_bytes=config.compute_max_input_bytes),
             "remote": RemoteSettings(poll_interval_seconds=config.compute_poll_seconds),
-            "callbackAttempts": config.callback_attempts,
-            "callbackTimeoutSeconds": config.callback_timeout_seconds,
+            "callback": callback_policy(config),
             "computeTask": f"{owner.namespace}/{owner.name}",
         }
     )
@@ -201,8 +205,7 @@ def callback_job(
     delivery = CallbackConfig(
         url=str(spec.callback_url),
         update=pending_update(status),
-        attempts=config.callback_attempts,
-        timeout_seconds=config.callback_timeout_seconds,
+        policy=callback_policy(config),
     )
     env = [{"name": CALLBACK_ENV, "value": delivery.to_env()}]
     return {

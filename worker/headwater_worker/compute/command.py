@@ -66,16 +66,8 @@ def _error_update(message: str) -> TaskUpdate:
     return TaskUpdate(status="error", data_out=[], error_message=one_line(redact(message)))
 
 
-def _deliver(url: str | None, update: TaskUpdate, attempts: int, timeout: float) -> dict[str, object] | None:
-    if url is None:
-        return None
-    outcome = deliver(url, update, CallbackPolicy(attempts=attempts, timeout_seconds=timeout))
-    log.info(
-        "callback %s",
-        "delivered" if outcome.delivered else "not delivered",
-        extra=fields(**outcome.to_status()),
-    )
-    return outcome.to_status()
+def _deliver(url: str | None, update: TaskUpdate, policy: CallbackPolicy) -> dict[str, object] | None:
+    return None if url is None else deliver(url, update, policy).to_status()
 
 
 def _run_task(config: ComputeConfig, env: Mapping[str, str]) -> int:
@@ -111,14 +103,12 @@ def _run_task(config: ComputeConfig, env: Mapping[str, str]) -> int:
         reason = None if update.status == "finished" else "ServiceFailed"
         code = 0 if update.status == "finished" else FINAL_ERROR_EXIT
     clock.enter(update.status)
-    callback = _deliver(
-        config.callback_url, update, config.callback_attempts, config.callback_timeout_seconds
-    )
+    callback = _deliver(config.callback_url, update, config.callback)
     return _report(env, update, clock.stages, callback, reason, code)
 
 
 def _deliver_only(config: CallbackConfig, env: Mapping[str, str]) -> int:
-    callback = _deliver(config.url, config.update, config.attempts, config.timeout_seconds)
+    callback = _deliver(config.url, config.update, config.policy)
     return _report(env, config.update, [], callback, None, 0)
 
 

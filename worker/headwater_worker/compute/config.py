@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from pydantic.alias_generators import to_camel
 
 from ..s3 import S3Location
+from .callback import CallbackPolicy
 from .protocol import Task, TaskStatus, TaskUpdate
 
 CONFIG_ENV = "HEADWATER_COMPUTE_CONFIG"
@@ -58,8 +59,7 @@ class ComputeConfig(_Model):
     deadline_seconds: int | None = Field(default=None, ge=1)
     limits: Limits = Field(default_factory=Limits)
     remote: RemoteSettings = Field(default_factory=RemoteSettings)
-    callback_attempts: int = Field(default=5, ge=1, le=20)
-    callback_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
     compute_task: str | None = Field(default=None, description="`namespace/name` of the ComputeTask")
 
     @model_validator(mode="after")
@@ -81,8 +81,7 @@ class CallbackConfig(_Model):
 
     url: str
     update: TaskUpdate
-    attempts: int = Field(default=5, ge=1, le=20)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    policy: CallbackPolicy = Field(default_factory=CallbackPolicy)
 
     def to_env(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)
