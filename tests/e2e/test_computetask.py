@@ -260,7 +260,7 @@ def test_url_mode_with_a_service_that_never_calls_back_ends_at_the_deadline(setu
     service = FakeComputeService(calls_back=False, finishes=False).start()
     try:
         setup.put("in/a.txt", b"a")
-        manifest, task_id = setup.task("silent", {"url": service.url}, ["in/a.txt"], activeDeadlineSeconds=8)
+        manifest, task_id = setup.task("silent", {"url": service.url}, ["in/a.txt"], activeDeadlineSeconds=20)
         setup.kubectl.apply(manifest)
         status = setup.wait_settled("silent")
     finally:
