@@ -807,8 +807,8 @@ class ComputeBench(ClusterBench):
             "from the moment the ComputeTask was created.",
             "Each Headwater task's way is timed by watches opened before the apply: the ComputeTask created, "
             "its Job, its pod, the pod `Running`, the worker's first state in the status (`fetching`), the "
-            "callback, `Succeeded`; each step's median over the tasks, from the step before, is a "
-            "`to <step> p50` figure.",
+            "callback, the pod ended, the Job `Complete`, `Succeeded`; each step's median over the tasks, "
+            "from the step before, is a `to <step> p50` figure.",
             f"A warm-up of {WARM_UP_TASKS} tasks on each side first (not counted); before each batch and "
             "before its CPU time is read, the benchmark waits until the operator, the API server, the node "
             "and the service are idle (under 5% of a core for a second), so a batch's CPU time includes "
@@ -838,7 +838,8 @@ async def _post_all(url: str, bodies: Sequence[Json]) -> list[tuple[int, Any]]:
 
 
 def _seconds(figures: Mapping[str, Any], key: str) -> str:
-    return f"{float(figures.get(key, 0.0)):.2f} s"
+    value = float(figures.get(key, 0.0))
+    return f"{value:.3f} s" if value < 0.1 else f"{value:.2f} s"
 
 
 def _steps(figures: Mapping[str, Any], steps: Sequence[str]) -> str:
@@ -878,9 +879,10 @@ def findings(
         f"p95 {float(b['latency_p95_seconds']):.1f} s. The p50 target of {P50_TARGET_SECONDS:g} s is "
         f"{'met' if p50 <= P50_TARGET_SECONDS else 'not met'}. From each ComputeTask's own creation to its "
         f"callback: p50 {float(s['own_latency_p50_seconds']):.1f} s.",
-        f"A Headwater task's way in the batch (median of each step, from the one before): "
-        f"{_steps(s, STEPS)}. The worker's own stages: fetching {_seconds(s, 'fetching_p50_seconds')}, "
-        f"processing {_seconds(s, 'processing_p50_seconds')}, saving {_seconds(s, 'saving_p50_seconds')}.",
+        f"A Headwater task's way in the batch (median of each step, from the one before; `created` counts "
+        f"from the start of the apply): {_steps(s, STEPS)}. The worker's own stages: fetching "
+        f"{_seconds(s, 'fetching_p50_seconds')}, processing {_seconds(s, 'processing_p50_seconds')}, "
+        f"saving {_seconds(s, 'saving_p50_seconds')}.",
     ]
     if apply > 2 * quiet_apply:
         said.append(
