@@ -1,4 +1,5 @@
-"""`python -m bench export|ingest|reconcile|wrapper|all`: run benchmarks, write docs/benchmarks.*."""
+"""`python -m bench export|ingest|reconcile|wrapper|computetask|all`: run benchmarks, write
+docs/benchmarks.*."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from . import results
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
-        "which", choices=("export", "ingest", "reconcile", "wrapper", "all"), help="the benchmark(s) to run"
+        "which",
+        choices=("export", "ingest", "reconcile", "wrapper", "computetask", "all"),
+        help="the benchmark(s) to run",
     )
     parser.add_argument(
         "--repetitions", type=int, default=3, help="repetitions of each side (default 3; the median counts)"
@@ -26,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--objects", type=int, default=None, help="reconcile: objects applied at once (default 200)"
+    )
+    parser.add_argument(
+        "--tasks", type=int, default=None, help="computetask: tasks in each batch (default 50)"
     )
     parser.add_argument(
         "--profile-worker",
@@ -65,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import wrapper
 
         done.append(wrapper.run(rows=args.rows or wrapper.ROWS, repetitions=args.repetitions))
+    if args.which in ("computetask", "all"):
+        from . import computetask
+
+        done.append(computetask.run(tasks=args.tasks or computetask.TASKS, repetitions=args.repetitions))
 
     for bench in done:
         verdict = "met" if bench.met else "NOT met"

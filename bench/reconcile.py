@@ -12,29 +12,22 @@ local control plane with the CRDs installed and the operator running as its own 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import re
 import resource
 import shutil
 import signal
-import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from headwater_localcluster import binaries
-from headwater_localcluster.control_plane import NODE_NAME, LocalCluster
-from headwater_localcluster.operator import spawn_operator
-from headwater_localcluster.services import pid_alive
 
+from .cluster import ClusterBench, Json, Watcher
 from .processes import cpu_delta, cpu_of
-from .results import REPO, Benchmark, Side, Target
+from .results import Benchmark, Side, Target
 
 log = logging.getLogger("bench.reconcile")
 
@@ -44,11 +37,7 @@ TARGET = Target("<=", 3.0)
 GROUP, VERSION, PLURAL = "headwater.dev", "v1alpha1", "exportjobs"
 OWNER_LABEL = "headwater.dev/exportjob"
 TIMEOUT = 300.0
-SETTLE_SECONDS = 1.0
-LABEL = re.compile(r'(\w+)="([^"]*)"')
 SELECT = "SELECT id, recorded_at, station, reading, note FROM readings ORDER BY id"
-
-Json = dict[str, Any]
 
 
 # -- manifests -----------------------------------------------------------------------------------------
@@ -93,82 +82,7 @@ def write_manifests(path: Path, documents: Iterable[Json]) -> None:
     path.write_text(yaml.safe_dump_all(list(documents), sort_keys=False))
 
 
-# -- watching ------------------------------------------------------------------------------------------
-
-
-class Watcher:
-    """Watches one resource in one namespace from a thread and records, per object name, when `satisfied`
-    first held for it (monotonic clock)."""
-
-    def __init__(
-        self,
-        name: str,
-        list_call: Callable[..., Any],
-        args: tuple[Any, ...],
-        satisfied: Callable[[Json], str | None],
-    ) -> None:
-        self.name = name
-        self.list_call = list_call
-        self.args = args
-        self.satisfied = satisfied
-        self.seen: dict[str, float] = {}
-        self.error: BaseException | None = None
-        self._resource_version = ""
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{name}", daemon=True)
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        """List (the namespace is empty: a cheap call) and watch from that list's version, so that every
-        change after this call is seen."""
-        listing = self.list_call(*self.args, limit=1)
-        if isinstance(listing, dict):
-            self._resource_version = str(listing["metadata"]["resourceVersion"])
-        else:
-            self._resource_version = str(listing.metadata.resource_version)
-        self._thread.start()
-
-    def _run(self) -> None:
-        from kubernetes import watch
-
-        try:
-            while not self._stop.is_set():
-                stream = watch.Watch()
-                for event in stream.stream(
-                    self.list_call,
-                    *self.args,
-                    resource_version=self._resource_version,
-                    timeout_seconds=2,
-                    _request_timeout=30,
-                ):
-                    received = time.monotonic()
-                    obj = event["object"]
-                    body: Json = obj if isinstance(obj, dict) else obj.to_dict()
-                    metadata = body.get("metadata") or {}
-                    version = metadata.get("resourceVersion") or metadata.get("resource_version")
-                    if version:
-                        self._resource_version = str(version)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        key = self.satisfied(body)
-                        if key is not None:
-                            with self._lock:
-                                self.seen.setdefault(key, received)
-                    if self._stop.is_set():
-                        stream.stop()
-        except BaseException as error:  # reported by the waiting side
-            self.error = error
-
-    def count(self) -> int:
-        with self._lock:
-            return len(self.seen)
-
-    def last(self) -> float:
-        with self._lock:
-            return max(self.seen.values())
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+# -- what completes a batch ----------------------------------------------------------------------------
 
 
 def _status_ok(body: Json) -> str | None:
@@ -265,121 +179,14 @@ def _findings(
 # -- the benchmark -------------------------------------------------------------------------------------
 
 
-class ReconcileBench:
+class ReconcileBench(ClusterBench):
     def __init__(self, root: Path, objects: int = OBJECTS, repetitions: int = REPETITIONS) -> None:
-        self.root = root
+        super().__init__(root)
         self.objects = objects
         self.repetitions = repetitions
-        self.cluster = LocalCluster(root / "cluster")
-        self.kubectl_binary = binaries.binary("kubectl")
-        self.operator: subprocess.Popen[bytes] | None = None
-        self.operator_log = root / "operator.log"
-        self._api: Any = None
         self.requests: dict[str, dict[str, int]] = {}
 
-    # -- plumbing -------------------------------------------------------------------------------------
-
-    def kubectl(self, *args: str, timeout: float = 120.0) -> str:
-        argv = [
-            str(self.kubectl_binary),
-            f"--kubeconfig={self.cluster.kubeconfig}",
-            f"--cache-dir={self.root / 'kube-cache'}",
-            *args,
-        ]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} exited with {result.returncode}: {result.stderr}")
-        return result.stdout
-
-    def api(self) -> Any:
-        if self._api is None:
-            from kubernetes import config
-
-            self._api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
-        return self._api
-
-    def pids(self) -> dict[str, int]:
-        state = self.cluster.state
-        assert state is not None
-        assert self.operator is not None
-        return {**state.pids, "operator": self.operator.pid}
-
-    def _operator_tail(self) -> str:
-        text = self.operator_log.read_text(errors="replace") if self.operator_log.exists() else ""
-        return text[-4000:]
-
-    # -- setup ----------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        missing = binaries.missing_binaries()
-        if missing:
-            raise RuntimeError(f"control plane binaries missing ({', '.join(missing)}): run make cluster-bin")
-        log.info("starting a local control plane with its node")
-        self.cluster.up()
-        self._wait(self._node_ready, 90, f"node {NODE_NAME} not Ready")
-        crds = sorted((REPO / "crds").glob("*.yaml"))
-        for path in crds:
-            self.kubectl("apply", "--server-side", "-f", str(path))
-        names = [f"crd/{path.name.removesuffix('.yaml')}" for path in crds]
-        self.kubectl("wait", *names, "--for=condition=Established", "--timeout=60s", timeout=90)
-        log.info("starting the operator")
-        self.operator = spawn_operator(self.cluster.kubeconfig, self.operator_log)
-
-    def _node_ready(self) -> bool:
-        from kubernetes import client
-
-        try:
-            node = client.CoreV1Api(self.api()).read_node(NODE_NAME)
-        except Exception:
-            return False
-        conditions = node.status.conditions if node.status is not None else None
-        return any(c.type == "Ready" and c.status == "True" for c in conditions or ())
-
-    def _wait(self, probe: Callable[[], bool], timeout: float, message: str) -> None:
-        deadline = time.monotonic() + timeout
-        while not probe():
-            if self.operator is not None and self.operator.poll() is not None:
-                raise RuntimeError(f"the operator exited; its log:\n{self._operator_tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{message} after {timeout:.0f}s")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.operator is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.operator.pid, signal.SIGTERM)
-            try:
-                self.operator.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.operator.pid, signal.SIGKILL)
-                self.operator.wait()
-            self.operator = None
-        state = self.cluster.state
-        pids = dict(state.pids) if state is not None else {}
-        self.cluster.down()
-        alive = [f"{name} ({pid})" for name, pid in pids.items() if pid_alive(pid)]
-        if alive:
-            raise RuntimeError(f"processes of the control plane survived down(): {', '.join(alive)}")
-
     # -- one batch ------------------------------------------------------------------------------------
-
-    def namespace(self, name: str) -> str:
-        self.kubectl("create", "namespace", name)
-        return name
-
-    def settle(self, timeout: float = 60.0) -> None:
-        """Wait until the operator and the API server are idle (under 5% of a core over a second), so that
-        one batch's aftermath does not slow the next."""
-        watched = {key: pid for key, pid in self.pids().items() if key in ("operator", "kube-apiserver")}
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            before = cpu_of(watched)
-            time.sleep(SETTLE_SECONDS)
-            used = cpu_delta(before, cpu_of(watched))
-            if all(value <= 0.05 * SETTLE_SECONDS for value in used.values()):
-                return
-        log.warning("the cluster did not settle in %.0fs", timeout)
 
     def batch(
         self,
@@ -412,8 +219,7 @@ class ReconcileBench:
                 for watcher in watchers:
                     if watcher.error is not None:
                         raise RuntimeError(f"watching {watcher.name} failed: {watcher.error}")
-                if self.operator is not None and self.operator.poll() is not None:
-                    raise RuntimeError(f"the operator exited; its log:\n{self._operator_tail()}")
+                self.check_operator()
                 if time.monotonic() > deadline:
                     counts = ", ".join(f"{w.name} {w.count()}/{len(documents)}" for w in watchers)
                     raise TimeoutError(f"batch in {namespace} incomplete after {TIMEOUT:.0f}s: {counts}")
@@ -441,21 +247,6 @@ class ReconcileBench:
         counted = sum(count for key, count in self.requests[namespace].items() if not key.startswith("WATCH"))
         figures["api_requests_per_object"] = round(counted / len(documents), 1)
         return figures
-
-    def api_requests(self) -> dict[str, int]:
-        """The API server's request counters (`apiserver_request_total`), summed per verb and resource."""
-        text = self.kubectl("get", "--raw", "/metrics")
-        counts: dict[str, int] = {}
-        for line in text.splitlines():
-            if not line.startswith("apiserver_request_total{"):
-                continue
-            labels = dict(LABEL.findall(line))
-            resource = labels.get("resource", "")
-            if labels.get("subresource"):
-                resource += "/" + labels["subresource"]
-            key = f"{labels.get('verb', '?')} {resource}"
-            counts[key] = counts.get(key, 0) + round(float(line.rsplit(" ", 1)[1]))
-        return counts
 
     def export_jobs(self, namespace: str, count: int) -> dict[str, Any]:
         documents = [export_job(f"bench-{number:03d}") for number in range(count)]
