@@ -184,10 +184,8 @@ def derive(
     if end is None:
         if observation.blocked is not None:
             return blocked_outcome(observation.blocked.reason, observation.blocked.message), extra
-        state = current.status if current is not None and current.status else "pending"
         if image:
-            state = "processing" if observation.state == "running" else "pending"
-            extra["status"] = state
+            extra["status"] = "processing" if observation.state == "running" else "pending"
         phase = "Running" if observation.state == "running" else "Pending"
         if observation.failed_attempts:
             _, message = failure(observation, "the task's pod failed")
@@ -196,7 +194,9 @@ def derive(
                 "Retrying",
                 f"attempt {observation.failed_attempts + 1}: the last one failed: {message}",
             ), extra
-        return Outcome.reconciling(phase, "Processing", f"task {extra['taskId']} is {state}"), extra
+        # Not the protocol status, which `status.status` shows: a message that changed with every stage the
+        # worker writes would make the operator write the status again each time.
+        return Outcome.reconciling(phase, "Processing", f"Job {name} is {observation.state}"), extra
     finished_at = observation.finished_at
     callback = callback_status(owner, spec, end, current, jobs, pods)
     extra.update(
