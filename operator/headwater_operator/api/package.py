@@ -114,6 +114,19 @@ def _options_name_processors(spec: PackageSpec) -> bool:
     return set(spec.options) <= set(spec.processors)
 
 
+_CACHE_KEYS, _STORAGE_KEYS = "self.cache.s3.credentialsSecretRef", "self.storage.s3.credentialsSecretRef"
+# Objects at two places of a schema are of two CEL types: their fields are compared one by one.
+_ONE_KEY_PAIR_RULE = (
+    "!has(self.cache) || !has(self.cache.s3) || !has(self.storage.s3) || "
+    f"(has({_CACHE_KEYS}) ? has({_STORAGE_KEYS}) && "
+    + " && ".join(
+        f"{_CACHE_KEYS}.{key} == {_STORAGE_KEYS}.{key}"
+        for key in ("name", "accessKeyIdKey", "secretAccessKeyKey")
+    )
+    + f" : !has({_STORAGE_KEYS}))"
+)
+
+
 def _one_key_pair(spec: PackageSpec) -> bool:
     if spec.cache is None or spec.cache.s3 is None or spec.storage.s3 is None:
         return True
@@ -136,13 +149,10 @@ class PackageSpec(ApiModel):
             field_path=".options",
         ),
         CelRule(
-            rule="!has(self.cache) || !has(self.cache.s3) || !has(self.storage.s3) || "
-            "(has(self.cache.s3.credentialsSecretRef) ? has(self.storage.s3.credentialsSecretRef) && "
-            "self.cache.s3.credentialsSecretRef == self.storage.s3.credentialsSecretRef "
-            ": !has(self.storage.s3.credentialsSecretRef))",
+            rule=_ONE_KEY_PAIR_RULE,
             message="cache.s3 and storage.s3 must use the same credentialsSecretRef: a Job has one key pair",
             check=_one_key_pair,
-            field_path=".cache.s3",
+            field_path=".cache",
         ),
     )
 
