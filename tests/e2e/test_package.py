@@ -28,7 +28,7 @@ from headwater_localcluster.services import S3Server
 from headwater_worker.package.hashing import file_sha1
 
 from tests.fakes.files import FileServer
-from tests.fixtures.cluster import Cluster, Kubectl, poll
+from tests.fixtures.cluster import Cluster, Kubectl, KubectlError, poll
 from tests.fixtures.operator import OperatorProcess
 from tests.fixtures.package import Grid, gambia_geojson, write_geotiff, write_vector
 from tests.integration.test_package_raster import assert_cropped
@@ -243,6 +243,13 @@ def test_three_processors_make_a_valid_package_and_a_new_generation_skips_everyt
     assert_datapackage(setup, status["datapackageUri"], ALL)
     events = setup.kubectl.get_json("events", "--field-selector=involvedObject.name=gambia")["items"]
     assert [e["reason"] for e in events].count("Packaged") >= 1
+
+    # The processors' account may write its progress into this Package's status, and nothing else.
+    account = f"--as=system:serviceaccount:{setup.namespace}:gambia-worker"
+    can = ["auth", "can-i", "patch", account, "--subresource=status"]
+    assert setup.kubectl(*can, "packages.headwater.dev/gambia").strip() == "yes"
+    with pytest.raises(KubectlError):
+        setup.kubectl(*can, "packages.headwater.dev/another")
 
 
 def test_two_packages_of_one_boundary_and_processor_at_once_clip_it_once(setup: Setup) -> None:
