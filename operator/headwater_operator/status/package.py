@@ -19,7 +19,7 @@ from headwater_worker.package.config import StageReport
 from pydantic import ValidationError
 
 from ..api.common import MAX_URL
-from ..api.package import MAX_PROCESSORS, PackageSpec, PackageStatus, ProcessorStatus
+from ..api.package import PackageSpec, PackageStatus, ProcessorStatus
 from ..builders import package as build
 from ..builders.common import Owner
 from ..conditions import Outcome
@@ -292,7 +292,7 @@ def derive(
         "progress": _progress(setup, entries, finalise),
         "setupJob": build.setup_job_name(owner),
         "setupPhase": setup.phase if setup is not None else "Pending",
-        "processors": [entry.to_wire() for entry in entries][:MAX_PROCESSORS],
+        "processors": [entry.to_wire() for entry in entries],
         "finaliseJob": build.finalise_job_name(owner) if finalise is not None else None,
         "finalisePhase": finalise.phase if finalise is not None else None,
     }
