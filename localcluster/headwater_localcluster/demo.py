@@ -5,7 +5,8 @@ are pointed at the demo's PostgreSQL and S3. The ExportJob example runs against 
 waits until it is Ready with its file in S3; a sample meter export is dropped on the file Connector's
 volume (a claim the cluster's provisioner binds) and the demo waits until its rows are loaded. The Wrapper
 examples are generated and collected into the demo's PostgreSQL; the ComputeTask example profiles a CSV the
-demo uploads to S3 first, and the demo waits until it is Ready with its output there.
+demo uploads to S3 first, and the demo waits until it is Ready with its output there; the Package example is
+packaged into the demo's S3 and the demo waits until it is Ready, then prints its datapackage.json's URI.
 """
 
 from __future__ import annotations
@@ -102,7 +103,7 @@ def _demo_documents(dsn: str, s3: S3Server) -> list[dict[str, Any]]:
         name = document["metadata"]["name"]
         if document["kind"] == "Secret" and "dsn" in document.get("stringData", {}):
             document["stringData"]["dsn"] = dsn
-        elif document["kind"] == "Secret" and name in ("export-s3", "compute-s3"):
+        elif document["kind"] == "Secret" and name in ("export-s3", "compute-s3", "package-s3"):
             document["stringData"] = {
                 "AWS_ACCESS_KEY_ID": s3.access_key_id,
                 "AWS_SECRET_ACCESS_KEY": s3.secret_access_key,
@@ -111,6 +112,13 @@ def _demo_documents(dsn: str, s3: S3Server) -> list[dict[str, Any]]:
             document["spec"]["destination"]["s3"].update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
         elif document["kind"] == "ComputeTask":
             document["spec"]["s3"].update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
+        elif document["kind"] == "Package" and "s3" in document["spec"]["storage"]:
+            storage = document["spec"]["storage"]["s3"]
+            storage.update(bucket=DEMO_BUCKET, endpoint=s3.endpoint_url)
+            # The demo's S3 serves the package too: its links lead to the stored files.
+            document["spec"]["packageHostUrl"] = (
+                f"{s3.endpoint_url}/{DEMO_BUCKET}/{storage['prefix']}".rstrip("/")
+            )
     return documents
 
 
@@ -248,6 +256,12 @@ def run_demo(root: Path, timeout: float = 180.0) -> int:
         _step(f"waiting for computetask/{task} to be Ready")
         if not _wait(cluster, f"computetask/{task}", "condition=Ready", deadline):
             return 1
+    for package in (d["metadata"]["name"] for d in documents if d["kind"] == "Package"):
+        _step(f"waiting for package/{package} to be Ready")
+        if not _wait(cluster, f"package/{package}", "condition=Ready", deadline):
+            return 1
+        uri = _kubectl(cluster, "get", "package", package, "-o", "jsonpath={.status.datapackageUri}")
+        print(f"  datapackage.json of package/{package}: {uri}")
     print(_kubectl(cluster, "get", "headwater"))
     print(_kubectl(cluster, "get", "persistentvolumeclaims"))
     print(_kubectl(cluster, "get", "exportjob", export_name, "-o", "jsonpath={.status.tasks}"))

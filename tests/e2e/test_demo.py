@@ -1,6 +1,7 @@
 """`make demo` from nothing: control plane, PostgreSQL, S3, CRDs, operator, examples; the ExportJob example
 reaches Ready with its files in S3, the file Connector loads the sample dropped on its provisioned volume,
-the Wrapper example collects its CSV into the demo's PostgreSQL, and `down` leaves no process behind."""
+the Wrapper example collects its CSV into the demo's PostgreSQL, the Package example is packaged into S3,
+and `down` leaves no process behind."""
 
 from __future__ import annotations
 
@@ -51,6 +52,14 @@ def test_demo_runs_every_implemented_example_and_down_stops_everything(
             demo.stdout,
         ), demo.stdout
         assert "outputs/readings-profile.json" in demo.stdout
+        assert re.search(
+            r"package\.headwater\.dev/gambia\s+gambia\s+Succeeded\s+True\s+100\s", demo.stdout
+        ), demo.stdout
+        assert re.search(
+            r"datapackage\.json of package/gambia: http://127\.0\.0\.1:\d+/exports/packages/gambia/datapackage\.json",
+            demo.stdout,
+        ), demo.stdout
+        assert "packages/gambia/datasets/test_processor/version_1/data/" in demo.stdout
         assert "DatabaseUnavailable" not in demo.stdout
         state = ClusterState.load(root)
         assert state is not None

@@ -1,5 +1,5 @@
-"""What the operator does for every kind: kinds not implemented yet say so, logs are JSON, and of several
-peered replicas exactly one acts while the others stand by."""
+"""What the operator does for every kind: logs are JSON, and of several peered replicas exactly one acts
+while the others stand by."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.fixtures.cluster import Cluster, Kubectl, poll
 from tests.fixtures.operator import OperatorProcess
@@ -18,29 +17,6 @@ pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
 PEERING_CRD = REPO / "charts" / "headwater" / "crds" / "clusterkopfpeerings.kopf.dev.yaml"
-NOT_YET = {"Package": "package.yaml"}
-
-
-def example_of(kind: str) -> dict[str, Any]:
-    documents = yaml.safe_load_all((REPO / "examples" / NOT_YET[kind]).read_text())
-    return next(d for d in documents if d and d["kind"] == kind)
-
-
-@pytest.mark.parametrize("kind", sorted(NOT_YET))
-def test_kinds_not_implemented_yet_are_stalled_not_ignored(
-    operator: OperatorProcess, kubectl: Kubectl, kind: str
-) -> None:
-    manifest = example_of(kind)
-    kubectl.apply(manifest)
-    name = f"{kind.lower()}/{manifest['metadata']['name']}"
-    kubectl.wait(name, "condition=Stalled", timeout=60)
-    status = kubectl.get_json(name)["status"]
-    assert status["reason"] == "NotImplemented"
-    assert status["observedGeneration"] == 1
-    events = kubectl.get_json(
-        "events", f"--field-selector=involvedObject.name={manifest['metadata']['name']}"
-    )
-    assert [e["type"] for e in events["items"] if e["reason"] == "NotImplemented"] == ["Warning"]
 
 
 def suspended_export(name: str) -> dict[str, Any]:

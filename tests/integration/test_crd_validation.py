@@ -202,20 +202,42 @@ def _full_status(kind: str) -> dict[str, Any]:
         "Package": {
             "phase": "Succeeded",
             "progress": 100,
-            "setupJob": "gambia-setup",
-            "finaliseJob": "gambia-finalise",
+            "setupJob": "gambia-setup-0a1b2c",
+            "setupPhase": "Succeeded",
+            "finaliseJob": "gambia-finalise-3d4e5f",
+            "finalisePhase": "Succeeded",
             "datapackageUri": "s3://packages/gambia/datapackage.json",
             "processors": [
                 {
                     "name": "test_processor.version_1",
                     "phase": "Succeeded",
                     "progress": 100,
-                    "message": "done",
-                    "resultUris": ["s3://packages/gambia/test_processor/version_1/gambia_test.tif"],
-                    "jobName": "gambia-test-processor-version-1",
+                    "message": "generated",
+                    "resultUris": [
+                        "s3://packages/gambia/datasets/test_processor/version_1/data/"
+                        "test_processor-version_1-gambia.tif"
+                    ],
+                    "jobName": "gambia-test-processor-version-1-6a7b8c",
                     "finishedAt": NOW,
-                }
+                },
+                {
+                    "name": "natural_earth_raster.version_1",
+                    "phase": "Failed",
+                    "progress": 20,
+                    "reason": "SourceUnavailable",
+                    "message": "cannot reach https://example.org/relief.tif",
+                    "jobName": "gambia-natural-earth-raster-version-1-9d0e1f",
+                    "finishedAt": NOW,
+                },
             ],
+            "reports": {
+                "natural_earth_raster.version_1": {
+                    "jobName": "gambia-natural-earth-raster-version-1-9d0e1f",
+                    "percent": 20,
+                    "message": "cropping the source",
+                    "time": NOW,
+                }
+            },
         },
     }
     status = {**common, **by_kind[kind]}

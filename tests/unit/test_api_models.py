@@ -474,6 +474,32 @@ INVALID = [
     ),
     Invalid("pkg-boundary-name", PACKAGE, {"spec.boundary.name": "The Gambia"}, "spec.boundary.name"),
     Invalid("pkg-host-url", PACKAGE, {"spec.packageHostUrl": "packages.example.org"}, "spec.packageHostUrl"),
+    Invalid(
+        "pkg-options-unknown-processor",
+        PACKAGE,
+        {
+            "spec.options": {
+                "natural_earth_raster.version_1": {"source": {"url": "https://example.org/a.tif"}}
+            }
+        },
+        "spec.options",
+        "every key of options must be one of processors",
+    ),
+    Invalid("pkg-parallelism", PACKAGE, {"spec.parallelism": 0}, "spec.parallelism"),
+    Invalid(
+        "pkg-cache-both",
+        PACKAGE,
+        {"spec.cache": {"volume": {"claimName": "c"}, "s3": {"bucket": "sources"}}},
+        "spec.cache.s3",
+        "exactly one of s3 or volume must be set",
+    ),
+    Invalid(
+        "pkg-cache-other-key-pair",
+        PACKAGE,
+        {"spec.cache": {"s3": {"bucket": "sources", "credentialsSecretRef": {"name": "other"}}}},
+        "spec.cache",
+        "cache.s3 and storage.s3 must use the same credentialsSecretRef: a Job has one key pair",
+    ),
 ]
 
 

@@ -234,6 +234,8 @@ def _check_required(model: type[BaseModel], node: Mapping[str, Any], path: str) 
         _check_default(info, sub, f"{path}.{info.alias or name}")
         if sub.get("type") == "array":
             sub = sub["items"]
+        elif isinstance(sub.get("additionalProperties"), Mapping):
+            sub = sub["additionalProperties"]
         for nested in _field_models(info.annotation):
             _check_required(nested, sub, f"{path}.{info.alias or name}")
 

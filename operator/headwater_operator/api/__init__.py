@@ -71,7 +71,9 @@ from .package import (
     PackageSpec,
     PackageStatus,
     PackageStorage,
+    ProcessorReport,
     ProcessorStatus,
+    SourceCache,
 )
 from .registry import BY_KIND, BY_PLURAL, KINDS, kind_info
 from .wrapper import (
@@ -139,6 +141,7 @@ __all__ = [
     "PackageStatus",
     "PackageStorage",
     "PrinterColumn",
+    "ProcessorReport",
     "ProcessorStatus",
     "Retention",
     "S3Bucket",
@@ -147,6 +150,7 @@ __all__ = [
     "S3Object",
     "SecretKeyRef",
     "SecretRef",
+    "SourceCache",
     "Status",
     "StatusModel",
     "TaskStatusValue",

@@ -1,6 +1,6 @@
 """kopf handlers; importing this package registers all of them."""
 
-from . import children, computetask, connector, exportjob, owners, settings, unimplemented, wrapper
+from . import children, computetask, connector, exportjob, owners, package, settings, wrapper
 
 __all__ = [
     "children",
@@ -8,7 +8,7 @@ __all__ = [
     "connector",
     "exportjob",
     "owners",
+    "package",
     "settings",
-    "unimplemented",
     "wrapper",
 ]

@@ -43,7 +43,7 @@ async def _by_name(
 
 
 # The kinds the operator reconciles; each gets an index named `headwater_<plural>`.
-for _plural in ("exportjobs", "connectors", "wrappers", "computetasks"):
+for _plural in ("exportjobs", "connectors", "wrappers", "computetasks", "packages"):
     kopf.index(GROUP, VERSION, _plural, id=f"headwater_{_plural}")(_by_name)
 
 

@@ -10,6 +10,8 @@ Environment:
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
                               S3 credentials (from a Secret), for S3 storage, cache or sources
   HEADWATER_SCRATCH           folder for interim files (default the system's temporary folder)
+  HEADWATER_PACKAGE_JOB       the processor's Job: with a ServiceAccount token, its progress is also written
+                              into the Package's `status.reports` as it goes
   HEADWATER_TERMINATION_LOG   where to write the report (default /dev/termination-log when it exists)
 
 Progress goes to stdout, one JSON line per step: {"processor", "percent", "message"}.
@@ -120,6 +122,7 @@ def _print(payload: dict[str, object]) -> None:
 
 def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from . import stages
+    from .progress import progress_writer
     from .storage import open_storage
 
     termination_log = termination_log_path(env)
@@ -127,16 +130,21 @@ def _run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     processor: str | None = getattr(args, "processor", None)
     boundary = ""
     last: dict[str, tuple[int, str]] = {}
+    writer = None
 
     def progress(name: str, percent: int, message: str) -> None:
         if last.get(name) == (percent, message):
             return
         last[name] = (percent, message)
         _print({"processor": name, "percent": percent, "message": message})
+        if writer is not None:
+            writer(name, percent, message)
 
     try:
         config = load_config(env)
         boundary = config.boundary.name
+        if stage_name == "process":
+            writer = progress_writer(env, config.package)
         log.info(
             "package stage started",
             extra=fields(package=config.package, stage=stage_name, boundary=boundary, processor=processor),
