@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import httpx2
 from google import genai
 from google.genai import errors, types
 
@@ -48,6 +49,9 @@ MAX_WAIT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 180
 API_VERSION = "v1beta"
 TEMPERATURE = 0.2
+# The SDK sends through httpx2 (google-genai 3 depends on it) and may through httpx: a connection refused or
+# a timeout is either's transport error.
+TRANSPORT_ERRORS: tuple[type[Exception], ...] = (httpx.TransportError, httpx2.TransportError)
 # Finish reasons of a candidate the safety settings (or their kin) stopped.
 BLOCKING_FINISH_REASONS = frozenset({"SAFETY", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "RECITATION"})
 
@@ -305,7 +309,7 @@ class GeminiWriter:
                     ) from None
                 headers = getattr(error.response, "headers", None)
                 wait = retry_wait(headers, error.details)
-            except httpx.HTTPError as error:
+            except TRANSPORT_ERRORS as error:
                 reason, problem, wait = (
                     "GeminiUnreachable",
                     one_line(redact(f"{type(error).__name__}: {error}")),
