@@ -3,8 +3,9 @@
 Models put the code in a fenced block most of the time, but not always the way they were asked: prose
 before and after it, a block per function, a first draft and then a corrected one, a block left open at the
 end of a long answer, or no fence at all. The rule: the last block that defines `collect` wins (a model that
-writes two corrects itself); failing that, the Python blocks joined in order when they define it together;
-failing that, the longest stretch of the text that parses as Python and defines `collect`.
+writes two corrects itself), with the fragments written in blocks just before it (its imports, a helper);
+failing that, the Python blocks joined in order when they define it together; failing that, the longest
+stretch of the text that parses as Python and defines `collect`.
 """
 
 from __future__ import annotations
@@ -57,12 +58,22 @@ def _plain_code(text: str) -> str | None:
     return None
 
 
+def _with_fragments(blocks: list[str], last: int) -> str:
+    """Block `last`, with the blocks before it that define no `collect` of their own (imports, helper
+    functions written apart) joined in front, back to the one before that does, when all of it parses."""
+    first = last
+    while first > 0 and not defines_collect(blocks[first - 1]):
+        first -= 1
+    joined = "\n\n".join(content.strip("\n") for content in blocks[first : last + 1])
+    return joined if defines_collect(joined) else blocks[last].strip("\n")
+
+
 def extract_code(text: str) -> str | None:
     """The module in an answer, or None when there is none."""
     blocks = [content for info, content in fenced_blocks(text) if info in _PYTHON_INFO]
-    for content in reversed(blocks):
-        if defines_collect(content):
-            return content.strip("\n") + "\n"
+    for index in reversed(range(len(blocks))):
+        if defines_collect(blocks[index]):
+            return _with_fragments(blocks, index) + "\n"
     joined = "\n\n".join(content.strip("\n") for content in blocks)
     if blocks and defines_collect(joined):
         return joined + "\n"
