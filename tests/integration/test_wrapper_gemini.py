@@ -23,6 +23,7 @@ from headwater_worker.wrapper import command
 from headwater_worker.wrapper.config import (
     API_KEY_ENV,
     CONFIG_ENV,
+    EXIT_TRY_LATER,
     GEMINI_API_KEY_ENV,
     GenerationReport,
     WrapperConfig,
@@ -324,7 +325,7 @@ def test_quota_exhausted_beyond_the_retries_is_a_failure_worth_trying_later(gemi
     assert done.report.message is not None
     assert "RESOURCE_EXHAUSTED" in done.report.message
     assert len(gemini.generate_requests) == 5
-    assert command.generation_exit_status(done.report) == command.EXIT_TRY_LATER
+    assert command.generation_exit_status(done.report) == EXIT_TRY_LATER
 
 
 @pytest.mark.parametrize(
@@ -479,7 +480,7 @@ def test_the_generate_command_exits_75_for_a_gemini_to_try_later_and_reports_why
 
     status = command.run(command_arguments(), env)
 
-    assert status == command.EXIT_TRY_LATER
+    assert status == EXIT_TRY_LATER
     report = json.loads(termination.read_text())
     assert (report["reason"], report["retryable"]) == ("GeminiQuotaExhausted", True)
     assert GEMINI_KEY not in termination.read_text()

@@ -42,6 +42,7 @@ from .config import (
     API_KEY_ENV,
     CONFIG_ENV,
     DATABASE_URL_ENV,
+    EXIT_TRY_LATER,
     GEMINI_API_KEY_ENV,
     CollectionReport,
     GenerationReport,
@@ -51,7 +52,6 @@ from .config import (
 log = logging.getLogger("headwater_worker.wrapper")
 
 EXIT_SOURCE_CHANGED = 3
-EXIT_TRY_LATER = 75  # EX_TEMPFAIL: the generator Job's pod failure policy retries this exit alone
 WRAPPERS_API = "apis/headwater.dev/v1alpha1"
 
 

@@ -25,6 +25,9 @@ API_KEY_ENV = "HEADWATER_SOURCE_API_KEY"
 GEMINI_API_KEY_ENV = "HEADWATER_GEMINI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
 CODE_KEY = "wrapper.py"
+# The generator's exit status when Gemini is out of reach or of quota (EX_TEMPFAIL): the one exit its Job
+# retries, with a new pod after the Job controller's backoff.
+EXIT_TRY_LATER = 75
 MAX_LOG_PER_REPORT = 10
 
 SourceType = Literal["API", "CSV", "XLSX"]
