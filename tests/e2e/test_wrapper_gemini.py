@@ -23,7 +23,8 @@ from tests.fakes.gemini import FakeGemini
 from tests.fixtures.gemini import GEMINI_API_KEY
 
 pytestmark = [pytest.mark.cluster, pytest.mark.postgres]
-__all__ = ["setup"]  # the fixture, shared with the template generator's end-to-end tests
+# `setup` is the fixture of the template generator's end-to-end tests, imported to be found here too.
+__all__ = ["setup"]
 
 ENTRY = "utility-monthly"
 MODEL = "gemini-2.5-flash"

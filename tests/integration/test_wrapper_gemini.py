@@ -223,7 +223,7 @@ def test_on_an_api_source_the_model_fetches_page_two_through_the_source_then_ans
 
     assert done.report.outcome == "generated", done.report
     assert done.report.log[0].message is not None
-    assert "1 fetches" in done.report.log[0].message
+    assert "1 fetch," in done.report.log[0].message
     asked, answered = gemini.generate_requests
     assert asked.tools == answered.tools == ["fetch_url"]
     assert asked.tool_mode == answered.tool_mode == "AUTO"

@@ -219,7 +219,8 @@ class GeminiWriter:
                 tokens = self.usage.total_tokens - used_before
                 self.note(
                     "prompted",
-                    f"attempt {self.attempt}: {self.model}, prompt {PROMPT_VERSION}, {calls} fetches, "
+                    f"attempt {self.attempt}: {self.model}, prompt {PROMPT_VERSION}, "
+                    f"{calls} {'fetch' if calls == 1 else 'fetches'}, "
                     f"{tokens} tokens",
                 )
             self._save()
