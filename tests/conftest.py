@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.fixtures.cluster",
     "tests.fixtures.postgres",
     "tests.fixtures.s3",
+    "tests.fixtures.gemini",
     "tests.fixtures.operator",
     "tests.fixtures.package",
 ]

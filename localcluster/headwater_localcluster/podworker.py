@@ -692,15 +692,23 @@ class PodWorker:
         return True
 
 
-def image_env(venv_bin: Path) -> dict[str, str]:
-    """The environment an image would define: the project's virtual environment comes first on PATH."""
+def image_env(venv_bin: Path, node_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment an image would define: the project's virtual environment comes first on PATH. An
+    image holds the code the node itself runs: when the node was started with the absolute folders of a
+    checkout on its PYTHONPATH (a working copy beside the installed one), its pods import from them too."""
+    node_env = os.environ if node_env is None else node_env
     system_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-    return {
+    env = {
         "PATH": f"{venv_bin}:{system_path}",
-        "HOME": "/root" if os.geteuid() == 0 else os.environ.get("HOME", "/"),
+        "HOME": "/root" if os.geteuid() == 0 else node_env.get("HOME", "/"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
     }
+    # Relative folders would name nothing from a pod's working directory.
+    folders = [folder for folder in node_env.get("PYTHONPATH", "").split(os.pathsep) if os.path.isabs(folder)]
+    if folders:
+        env["PYTHONPATH"] = os.pathsep.join(folders)
+    return env
 
 
 def service_env(api_port: int) -> dict[str, str]:

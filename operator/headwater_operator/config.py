@@ -20,6 +20,8 @@ class OperatorConfig:
     callback_attempts: int = 5
     callback_timeout_seconds: float = 10.0
     compute_poll_seconds: float = 5.0
+    # Wrapper: where the generator reaches Gemini (a proxy, a compatible gateway); None: the SDK's default.
+    gemini_base_url: str | None = None
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -35,4 +37,5 @@ class OperatorConfig:
             callback_attempts=int(os.environ.get("HEADWATER_CALLBACK_ATTEMPTS", 5)),
             callback_timeout_seconds=float(os.environ.get("HEADWATER_CALLBACK_TIMEOUT_SECONDS", 10.0)),
             compute_poll_seconds=float(os.environ.get("HEADWATER_COMPUTE_POLL_SECONDS", 5.0)),
+            gemini_base_url=os.environ.get("HEADWATER_GEMINI_BASE_URL") or None,
         )

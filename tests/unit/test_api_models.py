@@ -388,6 +388,19 @@ INVALID = [
         "spec.generator.apiKeySecretRef",
         "only then",
     ),
+    Invalid(
+        "wr-fallback-template",
+        WRAPPER,
+        {"spec.generator.fallback": "template"},
+        "spec.generator.fallback",
+        "fallback may be set only when type is gemini",
+    ),
+    Invalid(
+        "wr-fallback-unknown",
+        WRAPPER,
+        {"spec.generator": {"type": "gemini", "apiKeySecretRef": {"name": "gemini"}, "fallback": "gpt"}},
+        "spec.generator.fallback",
+    ),
     Invalid("wr-generator-type", WRAPPER, {"spec.generator.type": "gpt"}, "spec.generator.type"),
     Invalid("wr-attempts", WRAPPER, {"spec.generator.maxAttempts": 0}, "spec.generator.maxAttempts"),
     Invalid(

@@ -245,6 +245,16 @@ def test_operator_environment_names_the_worker_image_and_the_pod() -> None:
     assert "HEADWATER_IMAGE_PULL_SECRETS" not in env
 
 
+def test_the_gemini_base_url_reaches_the_operator_only_when_set() -> None:
+    assert "HEADWATER_GEMINI_BASE_URL" not in env_of(operator_container(render()))
+    values = {"wrapper": {"gemini": {"baseUrl": "https://gemini-proxy.internal:8443"}}}
+    env = env_of(operator_container(render(values)))
+    assert env["HEADWATER_GEMINI_BASE_URL"] == "https://gemini-proxy.internal:8443"
+    refused = helm(*template_args({"wrapper": {"gemini": {"baseUrl": "gemini-proxy"}}}), check=False)
+    assert refused.returncode != 0
+    assert "wrapper.gemini.baseUrl" in refused.stderr or "/wrapper/gemini/baseUrl" in refused.stderr
+
+
 def test_images_follow_the_values() -> None:
     manifests = render(
         {

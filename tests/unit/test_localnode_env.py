@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from headwater_localcluster.podenv import (
     resolve_env,
     resource_value,
 )
+from headwater_localcluster.podworker import image_env
 
 Json = dict[str, Any]
 
@@ -216,3 +218,13 @@ def test_resource_value_defaults_to_node_allocatable() -> None:
     assert resource_value(pod, "c", ref, {"cpu": "4"}) == "4"
     assert resource_value(POD, "main", {"resource": "limits.cpu"}, {"cpu": "4"}) == "1"  # ceil(0.5)
     assert resource_value(pod, "c", {"resource": "requests.memory"}, {}) == "0"
+
+
+def test_the_image_imports_what_the_node_imports_from_absolute_folders_only() -> None:
+    env = image_env(
+        Path("/venv/bin"), {"PYTHONPATH": "/checkout/worker:worker:/checkout/operator", "HOME": "/h"}
+    )
+    assert env["PATH"].startswith("/venv/bin:")
+    assert env["PYTHONPATH"] == "/checkout/worker:/checkout/operator"
+    assert "PYTHONPATH" not in image_env(Path("/venv/bin"), {"PYTHONPATH": "worker:."})
+    assert "PYTHONPATH" not in image_env(Path("/venv/bin"), {})

@@ -13,7 +13,14 @@ from headwater_operator.builders.common import Owner
 from headwater_operator.config import OperatorConfig
 from headwater_operator.handlers.children import OwnedChildren
 from headwater_operator.handlers.wrapper import _present as present
-from headwater_worker.wrapper.config import API_KEY_ENV, CODE_KEY, CONFIG_ENV, WrapperConfig
+from headwater_worker.wrapper.config import (
+    API_KEY_ENV,
+    CODE_KEY,
+    CONFIG_ENV,
+    EXIT_TRY_LATER,
+    GEMINI_API_KEY_ENV,
+    WrapperConfig,
+)
 
 OWNER = Owner("Wrapper", "site", "team-a", "uid-1", 3)
 CONFIG = OperatorConfig(worker_image="worker:test")
@@ -94,6 +101,8 @@ def test_before_code_is_stored_the_wrapper_gets_its_fixtures_and_a_generator_job
         "ServiceAccount",
         "NetworkPolicy",
         "NetworkPolicy",
+        "NetworkPolicy",
+        "ConfigMap",
         "ConfigMap",
         "Role",
         "RoleBinding",
@@ -230,22 +239,24 @@ def test_children_are_deterministic() -> None:
 # -- the code ConfigMap and who may write it ---------------------------------------------------------
 
 
-def test_the_code_config_map_is_owned_by_the_wrapper_and_left_empty_for_the_generator() -> None:
-    config_map = of_kind(build.children(OWNER, spec(), CONFIG, None), "ConfigMap")
-    assert config_map["metadata"]["name"] == "site-code"
+@pytest.mark.parametrize("name", ["site-code", "site-prompts"])
+def test_the_code_and_prompts_config_maps_are_owned_by_the_wrapper_and_left_empty_for_the_generator(
+    name: str,
+) -> None:
+    config_map = named(build.children(OWNER, spec(), CONFIG, None), "ConfigMap", name)
     assert config_map["metadata"]["ownerReferences"] == [OWNER.reference()]
     assert config_map["metadata"]["ownerReferences"][0]["controller"] is True
-    assert "data" not in config_map, "applying it must not overwrite the generator's code"
+    assert "data" not in config_map, "applying it must not overwrite what the generator wrote"
 
 
-def test_the_generator_may_only_read_and_patch_its_own_code_config_map() -> None:
+def test_the_generator_may_only_read_and_patch_its_own_code_and_prompts_config_maps() -> None:
     children = build.children(OWNER, spec(), CONFIG, None)
     role = named(children, "Role", "site-code-writer")
     assert role["rules"] == [
         {
             "apiGroups": [""],
             "resources": ["configmaps"],
-            "resourceNames": ["site-code"],
+            "resourceNames": ["site-code", "site-prompts"],
             "verbs": ["get", "patch"],
         }
     ]
@@ -564,3 +575,82 @@ def test_the_stage_handler_reapplies_a_workload_built_for_other_code() -> None:
         build.children(OWNER, spec(source=API_SOURCE), CONFIG, with_sha(stored(), "ef" * 32))
     )
     assert not present(regenerated, known)
+
+
+# -- the Gemini generator ------------------------------------------------------------------------------
+
+GEMINI = {"type": "gemini", "apiKeySecretRef": {"name": "gemini", "key": "token"}, "fallback": "template"}
+GEMINI_CONFIG = OperatorConfig(
+    worker_image="worker:test", gemini_base_url="https://gemini-proxy.internal:8443"
+)
+
+
+def test_the_gemini_generator_gets_its_key_by_reference_and_the_operator_s_base_url() -> None:
+    generator = of_kind(build.children(OWNER, spec(generator=GEMINI), GEMINI_CONFIG, None), "Job")
+    env = env_of(generator)
+    assert env[GEMINI_API_KEY_ENV] == {"secretKeyRef": {"name": "gemini", "key": "token"}}
+    config = config_of(generator)
+    assert config.generator.type == "gemini"
+    assert config.generator.model == "gemini-2.5-flash"
+    assert config.generator.base_url == "https://gemini-proxy.internal:8443"
+    assert config.generator.fallback == "template"
+    assert config.prompts_config_map == "site-prompts"
+    assert "apiKeySecretRef" not in env[CONFIG_ENV], "the config names no Secret"
+
+
+def test_only_the_gemini_generator_holds_the_gemini_key() -> None:
+    run = workload(build.children(OWNER, spec(generator=GEMINI), GEMINI_CONFIG, stored()))
+    assert GEMINI_API_KEY_ENV not in env_of(run)
+    template = of_kind(build.children(OWNER, spec(), GEMINI_CONFIG, None), "Job")
+    assert GEMINI_API_KEY_ENV not in env_of(template)
+    config = config_of(template)
+    assert (config.generator.base_url, config.generator.model, config.prompts_config_map) == (
+        None,
+        None,
+        None,
+    )
+
+
+def test_a_gemini_generator_is_tried_again_later_only_for_the_exit_that_asks_for_it() -> None:
+    generator = of_kind(build.children(OWNER, spec(generator=GEMINI), CONFIG, None), "Job")
+    assert generator["spec"]["backoffLimit"] == build.GEMINI_GENERATE_BACKOFF_LIMIT
+    assert generator["spec"]["activeDeadlineSeconds"] == build.GEMINI_GENERATE_DEADLINE_SECONDS
+    assert generator["spec"]["podFailurePolicy"] == {
+        "rules": [{"action": "FailJob", "onExitCodes": {"operator": "NotIn", "values": [EXIT_TRY_LATER]}}]
+    }
+    assert pod_of(generator)["restartPolicy"] == "Never", "a pod failure policy needs it"
+    template = of_kind(build.children(OWNER, spec(), CONFIG, None), "Job")
+    assert "podFailurePolicy" not in template["spec"]
+
+
+@pytest.mark.parametrize(
+    ("generator", "config", "egress"),
+    [
+        (GEMINI, GEMINI_CONFIG, [{"ports": [{"protocol": "TCP", "port": 8443}]}]),
+        (GEMINI, CONFIG, [{"ports": [{"protocol": "TCP", "port": 443}]}]),
+        ({"type": "template"}, GEMINI_CONFIG, []),
+    ],
+    ids=["base-url-port", "default-port", "template"],
+)
+def test_only_the_generator_may_reach_gemini_s_port(
+    generator: dict[str, Any], config: OperatorConfig, egress: list[dict[str, Any]]
+) -> None:
+    policy = named(
+        build.children(OWNER, spec(generator=generator), config, None), "NetworkPolicy", "site-gemini-egress"
+    )
+    assert policy["spec"]["podSelector"]["matchLabels"] == {
+        "headwater.dev/wrapper": "site",
+        "app.kubernetes.io/component": "generate",
+    }
+    assert policy["spec"]["egress"] == egress
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("https://gemini-proxy.internal:8443", "https://gemini-proxy.internal:8443"), ("", None)],
+)
+def test_the_gemini_base_url_is_an_operator_setting(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str | None
+) -> None:
+    monkeypatch.setenv("HEADWATER_GEMINI_BASE_URL", value)
+    assert OperatorConfig.from_env().gemini_base_url == expected

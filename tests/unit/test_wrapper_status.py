@@ -473,3 +473,93 @@ def test_a_new_spec_generation_gets_its_own_regeneration() -> None:
     assert [c["metadata"]["name"] for c in children if c["kind"] == "Job"] == ["site-run-3"]
     outcome, extra = derive(spec(), status, [job("site-run-3", "failed", source_changed())])
     assert (outcome.phase, outcome.reason, extra["regenerations"]) == ("Generating", "Regenerating", 1)
+
+
+# -- Gemini ----------------------------------------------------------------------------------------------
+
+GEMINI = {"type": "gemini", "apiKeySecretRef": {"name": "gemini"}}
+TOKENS = {"requests": 2, "promptTokens": 2400, "outputTokens": 600, "totalTokens": 3000}
+
+
+def gemini_failure(reason: str, message: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "outcome": "failed",
+        "generator": "gemini",
+        "attempts": 1,
+        "model": "gemini-2.5-flash",
+        "reason": reason,
+        "message": message,
+        "log": [{"time": "2025-01-01T00:01:00Z", "event": "prompted", "message": "attempt 1"}],
+        **fields,
+    }
+
+
+def test_code_by_gemini_records_the_model_the_prompt_version_the_prompts_and_the_tokens() -> None:
+    report = generated(
+        generator="gemini", model="gemini-2.5-flash", promptVersion="wrapper-collector/1", tokens=TOKENS
+    )
+    outcome, extra = derive(spec(generator=GEMINI), None, [job("site-gen-3", "succeeded", report)])
+    assert outcome.phase == "CreatingResource"
+    assert extra["code"]["generator"] == "gemini"
+    assert extra["code"]["model"] == "gemini-2.5-flash"
+    assert extra["code"]["promptVersion"] == "wrapper-collector/1"
+    assert extra["code"]["promptsConfigMapName"] == "site-prompts"
+    assert extra["code"]["tokens"] == TOKENS
+    assert_valid(merged(None, outcome, extra))
+
+
+def test_code_written_by_the_fallback_says_so_and_keeps_what_gemini_cost() -> None:
+    log = [{"time": "2025-01-01T00:01:00Z", "event": "fallback", "message": "GeminiUnavailable: overloaded"}]
+    report = generated(generator="template", tokens={**TOKENS, "requests": 0, "totalTokens": 0}, log=log)
+    _, extra = derive(spec(generator=GEMINI), None, [job("site-gen-3", "succeeded", report)])
+    assert extra["code"]["generator"] == "template"
+    assert "model" not in extra["code"]
+    assert extra["code"]["promptsConfigMapName"] == "site-prompts"
+    assert extra["executionLog"][0]["event"] == "fallback"
+
+
+def test_gemini_out_of_quota_is_retrying_while_the_generator_job_tries_again() -> None:
+    report = gemini_failure(
+        "GeminiQuotaExhausted",
+        "Gemini did not answer after 5 requests: HTTP 429",
+        retryable=True,
+        tokens=TOKENS,
+    )
+    outcome, extra = derive(spec(generator=GEMINI), None, [job("site-gen-3", "running", report, failed=1)])
+    assert (outcome.phase, outcome.state, outcome.reason) == (
+        "Retrying",
+        "reconciling",
+        "GeminiQuotaExhausted",
+    )
+    assert "tries again later (attempt 2)" in outcome.message
+    assert "HTTP 429" in outcome.message
+    assert [entry["event"] for entry in extra["executionLog"]] == ["prompted", "retrying"]
+    assert extra["health"] == "UNKNOWN"
+    assert_valid(merged(None, outcome, extra))
+
+
+def test_gemini_out_of_quota_after_the_job_s_retries_is_an_error() -> None:
+    report = gemini_failure(
+        "GeminiQuotaExhausted", "Gemini did not answer after 5 requests", retryable=True, tokens=TOKENS
+    )
+    outcome, extra = derive(spec(generator=GEMINI), None, [job("site-gen-3", "failed", report, failed=4)])
+    assert (outcome.phase, outcome.reason) == ("Error", "GeminiQuotaExhausted")
+    assert extra["code"]["tokens"] == TOKENS
+
+
+def test_a_refused_gemini_key_stalls_the_wrapper_and_starts_nothing_more() -> None:
+    report = gemini_failure("GeminiKeyRejected", "Gemini refused the request: HTTP 403 PERMISSION_DENIED: no")
+    outcome, extra = derive(spec(generator=GEMINI), None, [job("site-gen-3", "failed", report)])
+    assert (outcome.phase, outcome.state, outcome.reason) == ("Stalled", "stalled", "GeminiKeyRejected")
+    assert "PERMISSION_DENIED" in outcome.message
+    status = merged(None, outcome, extra)
+    assert_valid(status)
+    children = build.children(OWNER, spec(generator=GEMINI), CONFIG, WrapperStatus.model_validate(status))
+    assert [c["metadata"]["name"] for c in children if c["kind"] == "Job"] == ["site-gen-3"], "no retry storm"
+
+
+def test_a_safety_block_is_an_error() -> None:
+    report = gemini_failure("GeminiBlocked", "Gemini blocked the prompt (blockReason SAFETY)")
+    outcome, _ = derive(spec(generator=GEMINI), None, [job("site-gen-3", "failed", report)])
+    assert (outcome.phase, outcome.state, outcome.reason) == ("Error", "stalled", "GeminiBlocked")
+    assert "SAFETY" in outcome.message

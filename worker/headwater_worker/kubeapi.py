@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,30 @@ def merge_patch(
     field_manager: str = FIELD_MANAGER,
 ) -> str | None:
     """Merge-patch the object at `url`; None once written, else what went wrong (never the token)."""
+    return _patch(server, url, patch, "application/merge-patch+json", open_client, field_manager)
+
+
+def json_patch(
+    server: ApiServer,
+    url: str,
+    operations: Sequence[Mapping[str, Any]],
+    *,
+    open_client: OpenClient = ApiServer.client,
+    field_manager: str = FIELD_MANAGER,
+) -> str | None:
+    """Apply JSON Patch `operations` (RFC 6902) to the object at `url`: what a merge patch cannot do, such as
+    replacing a whole map. None once written, else what went wrong (never the token)."""
+    return _patch(server, url, operations, "application/json-patch+json", open_client, field_manager)
+
+
+def _patch(
+    server: ApiServer,
+    url: str,
+    body: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    content_type: str,
+    open_client: OpenClient,
+    field_manager: str,
+) -> str | None:
     try:
         token = server.token()
     except OSError as error:
@@ -75,8 +99,8 @@ def merge_patch(
             response = client.patch(
                 url,
                 params={"fieldManager": field_manager},
-                content=json.dumps(patch),
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"},
+                content=json.dumps(body),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": content_type},
             )
     # Whatever fails here (TLS, the network, a malformed token), the caller's work goes on.
     except Exception as error:

@@ -35,6 +35,7 @@ from .common import (
 SourceType = Literal["API", "CSV", "XLSX"]
 WrapperMode = Literal["once", "continuous", "schedule"]
 GeneratorType = Literal["gemini", "template"]
+FallbackGenerator = Literal["template"]
 WrapperPhase = Literal[
     "Pending",
     "Generating",
@@ -141,12 +142,18 @@ class Generator(ApiModel):
             check=lambda m: (m.type == "gemini") == (m.api_key_secret_ref is not None),
             field_path=".apiKeySecretRef",
         ),
+        CelRule(
+            rule="!has(self.fallback) || self.type == 'gemini'",
+            message="fallback may be set only when type is gemini",
+            check=lambda m: m.fallback is None or m.type == "gemini",
+            field_path=".fallback",
+        ),
     )
 
     type: GeneratorType = Field(
         description="`template`: built-in templates write the code from a sample of the source, offline and "
-        "deterministic. `gemini` is accepted for Google Gemini, but this version has no Gemini client and "
-        "writes the code from the templates too."
+        "deterministic. `gemini`: Google Gemini writes it from the sample (and, for an API, the pages it "
+        "fetches), with the validation errors fed back on each retry."
     )
     model: str = Field(
         default=DEFAULT_MODEL,
@@ -160,6 +167,11 @@ class Generator(ApiModel):
     )
     max_attempts: int = Field(
         default=3, ge=1, le=10, description="Generation attempts before the wrapper is marked `Error`."
+    )
+    fallback: FallbackGenerator | None = Field(
+        default=None,
+        description="`template`: when Gemini cannot be reached or its quota is exhausted, write the code "
+        "offline with the template generator (the execution log says so). Only for `gemini`.",
     )
 
 
@@ -262,6 +274,15 @@ class CodeValidation(StatusModel):
     )
 
 
+class TokenUsage(StatusModel):
+    """What a generation cost in Gemini's tokens, as its answers' `usageMetadata` count them."""
+
+    requests: int = Field(default=0, ge=0, description="Requests Gemini answered.")
+    prompt_tokens: int = Field(default=0, ge=0, description="Tokens of the prompts.")
+    output_tokens: int = Field(default=0, ge=0, description="Tokens of the answers, thinking included.")
+    total_tokens: int = Field(default=0, ge=0, description="Tokens in all.")
+
+
 class GeneratedCode(StatusModel):
     """The collector code currently in use."""
 
@@ -277,6 +298,15 @@ class GeneratedCode(StatusModel):
     )
     generator: GeneratorType | None = Field(default=None, description="Generator that wrote it.")
     model: str | None = Field(default=None, max_length=128, description="Gemini model that wrote it.")
+    prompt_version: str | None = Field(
+        default=None, max_length=64, description="Version of the prompt template Gemini was asked with."
+    )
+    prompts_config_map_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="ConfigMap holding what Gemini was asked and answered in this generation (redacted).",
+    )
+    tokens: TokenUsage | None = Field(default=None, description="Gemini's tokens used by this generation.")
     generated_at: datetime | None = Field(default=None, description="When it was generated.")
     validation: CodeValidation | None = Field(default=None, description="Outcome of the checks on the code.")
 
@@ -288,8 +318,9 @@ class ExecutionLogEntry(StatusModel):
     event: str = Field(
         min_length=1,
         max_length=64,
-        description="What happened: `generated`, `validation_failed`, `generation_failed`, `completed`, "
-        "`retrying`, `failed`, `regenerating` or `error`.",
+        description="What happened: `prompted` (Gemini was asked), `generated`, `validation_failed`, "
+        "`generation_failed`, `fallback` (written offline instead of by Gemini), `completed`, `retrying`, "
+        "`failed`, `regenerating` or `error`.",
     )
     message: str | None = Field(default=None, max_length=1024, description="Details.")
 

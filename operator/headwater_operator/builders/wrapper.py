@@ -1,10 +1,10 @@
 """The children of a Wrapper, as a function of its spec and of how far its status has come.
 
-Always: a ServiceAccount for the collector and another for the generator, NetworkPolicies for its pods, and
-the ConfigMap the code goes into (created empty; the generator fills it), with a Role that lets the
-generator's account patch that one ConfigMap. Until code for this spec generation is stored: the generator
-Job. Once it is, the collector: a Job (`once`), a CronJob (`schedule`) or a Deployment (`continuous`, with a
-Role that lets it patch this one Wrapper's status).
+Always: a ServiceAccount for the collector and another for the generator, NetworkPolicies for its pods, the
+ConfigMap the code goes into and the one Gemini's prompts and answers go into (created empty; the generator
+fills them), with a Role that lets the generator's account patch those two ConfigMaps. Until code for this
+spec generation is stored: the generator Job. Once it is, the collector: a Job (`once`), a CronJob
+(`schedule`) or a Deployment (`continuous`, with a Role that lets it patch this one Wrapper's status).
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from headwater_worker.wrapper.config import API_KEY_ENV, CODE_KEY, CONFIG_ENV, DATABASE_URL_ENV, WrapperConfig
+from headwater_worker.wrapper.config import (
+    API_KEY_ENV,
+    CODE_KEY,
+    CONFIG_ENV,
+    DATABASE_URL_ENV,
+    EXIT_TRY_LATER,
+    GEMINI_API_KEY_ENV,
+    WrapperConfig,
+)
 
 from .. import naming
 from ..api.common import S3Bucket
@@ -46,6 +54,12 @@ API_SERVER_PORTS = (443, 6443)  # the `kubernetes` Service, and the port its end
 # missing or out of date.
 SPEC_DIGEST = "headwater.dev/spec-digest"
 GENERATE_DEADLINE_SECONDS = 900
+# Gemini answers slowly (and may call the fetch tool between answers), and a generator whose Gemini is out of
+# reach or of quota exits EXIT_TRY_LATER: its Job starts another pod after the Job controller's backoff
+# (10 s, 20 s, 40 s), within a longer deadline. Any other exit fails the Job at once.
+GEMINI_GENERATE_DEADLINE_SECONDS = 1800
+GEMINI_GENERATE_BACKOFF_LIMIT = 3
+GEMINI_PORT = 443
 RUN_DEADLINE_SECONDS = 4 * 3600
 RUN_BACKOFF_LIMIT = 2
 WORKER_RESOURCES = {
@@ -68,6 +82,10 @@ class InvalidSpecError(ValueError):
 
 def code_config_map_name(owner: Owner) -> str:
     return naming.child_name(owner.name, "code")
+
+
+def prompts_config_map_name(owner: Owner) -> str:
+    return naming.child_name(owner.name, "prompts")
 
 
 def generator_account_name(owner: Owner) -> str:
@@ -142,7 +160,12 @@ def _s3_credentials(spec: WrapperSpec) -> list[dict[str, Any]]:
 
 
 def worker_config(
-    owner: Owner, spec: WrapperSpec, *, code: GeneratedCode | None = None, previous_error: str | None = None
+    owner: Owner,
+    spec: WrapperSpec,
+    *,
+    code: GeneratedCode | None = None,
+    previous_error: str | None = None,
+    gemini_base_url: str | None = None,
 ) -> WrapperConfig:
     source = spec.source
     body: dict[str, Any] = {
@@ -175,22 +198,35 @@ def worker_config(
         "generation": owner.generation,
         "indicator": indicator.model_dump(by_alias=True, exclude_none=True),
         "source": {key: value for key, value in body.items() if value is not None},
-        "generator": {
-            "type": spec.generator.type,
-            "model": spec.generator.model if spec.generator.type == "gemini" else None,
-            "maxAttempts": spec.generator.max_attempts,
-        },
+        "generator": _generator_config(spec, gemini_base_url),
         "output": output,
         "mode": spec.effective_mode,
         "pollIntervalSeconds": spec.poll_interval_seconds,
     }
     if code is None:
         config["codeConfigMap"] = code_config_map_name(owner)
+        config["promptsConfigMap"] = (
+            prompts_config_map_name(owner) if spec.generator.type == "gemini" else None
+        )
         config["previousError"] = previous_error
     else:
         config["codePath"] = f"{CODE_DIR}/{CODE_KEY}"
         config["codeSha256"] = code.sha256
     return WrapperConfig.model_validate({key: value for key, value in config.items() if value is not None})
+
+
+def _generator_config(spec: WrapperSpec, gemini_base_url: str | None) -> dict[str, Any]:
+    generator = spec.generator
+    if generator.type != "gemini":
+        return {"type": generator.type, "maxAttempts": generator.max_attempts}
+    found = {
+        "type": generator.type,
+        "model": generator.model,
+        "maxAttempts": generator.max_attempts,
+        "baseUrl": gemini_base_url,
+        "fallback": generator.fallback,
+    }
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def pod_spec(
@@ -203,11 +239,16 @@ def pod_spec(
     restart_policy: str = "Never",
 ) -> dict[str, Any]:
     """The generator's pod (`code` None) or the collector's."""
-    settings = worker_config(owner, spec, code=code, previous_error=previous_error)
+    settings = worker_config(
+        owner, spec, code=code, previous_error=previous_error, gemini_base_url=config.gemini_base_url
+    )
     env: list[dict[str, Any]] = [{"name": CONFIG_ENV, "value": settings.to_env()}]
     api_key = spec.source.api_key_secret_ref
     if api_key is not None:
         env.append(secret_env(API_KEY_ENV, api_key.name, api_key.key))
+    gemini_key = spec.generator.api_key_secret_ref
+    if code is None and spec.generator.type == "gemini" and gemini_key is not None:
+        env.append(secret_env(GEMINI_API_KEY_ENV, gemini_key.name, gemini_key.key))
     if code is not None and spec.output is not None and spec.output.database is not None:
         dsn = spec.output.database.secret_ref
         env.append(secret_env(DATABASE_URL_ENV, dsn.name, dsn.key))
@@ -263,11 +304,20 @@ def code_config_map(owner: Owner) -> dict[str, Any]:
     }
 
 
+def prompts_config_map(owner: Owner) -> dict[str, Any]:
+    """Gemini's prompts and answers, for the user to read; the generator replaces its data."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": owner.metadata(prompts_config_map_name(owner), GENERATE),
+    }
+
+
 def code_writer_role(owner: Owner) -> dict[str, Any]:
     rule = {
         "apiGroups": [""],
         "resources": ["configmaps"],
-        "resourceNames": [code_config_map_name(owner)],
+        "resourceNames": [code_config_map_name(owner), prompts_config_map_name(owner)],
         "verbs": ["get", "patch"],
     }
     return role(owner, code_writer_name(owner), [rule])
@@ -339,16 +389,50 @@ def api_server_policy(owner: Owner, spec: WrapperSpec) -> dict[str, Any]:
     }
 
 
+def gemini_port(config: OperatorConfig) -> int:
+    return _port(config.gemini_base_url) or GEMINI_PORT
+
+
+def generator_policy(owner: Owner, spec: WrapperSpec, config: OperatorConfig) -> dict[str, Any]:
+    """Egress to Gemini's port for the generator alone, when Gemini writes the code; no rule otherwise (the
+    policy stays, allowing nothing, so that a spec turned back to `template` leaves no grant behind)."""
+    selector = {
+        "matchLabels": {naming.label_key(owner.kind): owner.name, COMPONENT_LABEL: GENERATE},
+    }
+    egress = [{"ports": _tcp([gemini_port(config)])}] if spec.generator.type == "gemini" else []
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": owner.metadata(naming.child_name(owner.name, "gemini-egress"), "worker"),
+        "spec": {"podSelector": selector, "policyTypes": ["Egress"], "egress": egress},
+    }
+
+
 def _job(
-    name: str, owner: Owner, component: str, pod: dict[str, Any], deadline: int, backoff: int
+    name: str,
+    owner: Owner,
+    component: str,
+    pod: dict[str, Any],
+    deadline: int,
+    backoff: int,
+    retried_exit_codes: Sequence[int] | None = None,
 ) -> dict[str, Any]:
+    job_spec: dict[str, Any] = {"backoffLimit": backoff, "activeDeadlineSeconds": deadline}
+    if retried_exit_codes is not None:
+        job_spec["podFailurePolicy"] = {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {"operator": "NotIn", "values": list(retried_exit_codes)},
+                }
+            ]
+        }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": owner.metadata(name, component),
         "spec": {
-            "backoffLimit": backoff,
-            "activeDeadlineSeconds": deadline,
+            **job_spec,
             "template": {
                 "metadata": {"labels": naming.labels(owner.kind, owner.name, component)},
                 "spec": pod,
@@ -363,8 +447,19 @@ def generator_job(
     regeneration = regeneration_of(owner, status)
     previous_error = status.collector.message if regeneration and status and status.collector else None
     pod = pod_spec(owner, spec, config, code=None, previous_error=previous_error)
+    name = generator_job_name(owner, regeneration)
+    if spec.generator.type == "gemini":
+        return _job(
+            name,
+            owner,
+            GENERATE,
+            pod,
+            GEMINI_GENERATE_DEADLINE_SECONDS,
+            GEMINI_GENERATE_BACKOFF_LIMIT,
+            retried_exit_codes=[EXIT_TRY_LATER],
+        )
     # The generator retries the source and its own attempts; a failed pod is an answer, not a hiccup.
-    return _job(generator_job_name(owner, regeneration), owner, GENERATE, pod, GENERATE_DEADLINE_SECONDS, 0)
+    return _job(name, owner, GENERATE, pod, GENERATE_DEADLINE_SECONDS, 0)
 
 
 def run_job(
@@ -475,7 +570,9 @@ def children(
         service_account(owner, generator_account_name(owner)),
         network_policy(owner, spec),
         api_server_policy(owner, spec),
+        generator_policy(owner, spec, config),
         code_config_map(owner),
+        prompts_config_map(owner),
         code_writer_role(owner),
         role_binding(owner, code_writer_name(owner), generator_account_name(owner)),
     ]

@@ -24,6 +24,9 @@ from ..builders.common import Owner
 from ..conditions import Outcome
 from ..jobs import JobObservation, blocked_outcome, cronjob_runs, name_of, observe_job, pods_of
 
+# Generation failures that no retry and no new attempt would mend until someone changes something: a refused
+# key stalls the Wrapper (fix the Secret, then delete the generator Job or edit the spec).
+STALLING_GENERATION_REASONS = frozenset({"GeminiKeyRejected"})
 # Polls in a row that found nothing new before a continuous collector counts as `STALLED`.
 STALLED_AFTER_EMPTY_POLLS = 3
 CRASHING = ("CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError")
@@ -94,6 +97,7 @@ def _crash_health(status: WrapperStatus | None) -> str:
 
 def generation(
     owner: Owner,
+    spec_generator: str,
     status: WrapperStatus | None,
     jobs: Sequence[Mapping[str, Any]],
     pods: Sequence[Mapping[str, Any]],
@@ -110,15 +114,26 @@ def generation(
     observed = observe_job(job, pods_of(name, pods))
     if observed.blocked is not None:
         return blocked_outcome(observed.blocked.reason, observed.blocked.message), "UNKNOWN"
-    if observed.state in ("pending", "running"):
-        return Outcome.reconciling(
-            "Generating", "Generating", f"generator Job {name} is writing the collector"
-        ), "UNKNOWN"
     report: GenerationReport | None = _report(GenerationReport, observed.result)
     for entry in report.log if report is not None else ():
         out.note(entry.time, entry.event, entry.message or "")
+    if observed.state in ("pending", "running"):
+        if observed.failed_attempts and report is not None and report.retryable:
+            # The pod before this one found Gemini out of reach or of quota; the Job tries again later.
+            when = report.log[-1].time if report.log else None
+            out.note(when, "retrying", f"{report.reason}: {report.message}")
+            return Outcome.reconciling(
+                "Retrying",
+                report.reason or "Retrying",
+                f"generator Job {name} tries again later (attempt {observed.failed_attempts + 1}): "
+                f"{report.message}",
+            ), "UNKNOWN"
+        return Outcome.reconciling(
+            "Generating", "Generating", f"generator Job {name} is writing the collector"
+        ), "UNKNOWN"
     if report is not None:
         out.extra["attempts"] = report.attempts
+    gemini = _gemini_fields(owner, spec_generator, report)
     if (
         observed.state == "succeeded"
         and report is not None
@@ -134,20 +149,37 @@ def generation(
             validation={"passed": True, "errors": []},
             generation=owner.generation,
             regeneration=regeneration,
+            **gemini,
         )
         out.extra["code"] = code.model_dump(mode="json", by_alias=True, exclude_none=True)
         return code
     reason = (report.reason if report else None) or observed.failure_reason or "GenerationFailed"
     message = (report.message if report else None) or observed.failure_message or "the generator failed"
     errors = report.validation.errors if report is not None and report.validation is not None else [message]
-    out.extra["code"] = {
-        "configMapName": build.code_config_map_name(owner),
-        "generation": owner.generation,
-        "regeneration": regeneration,
-        "validation": {"passed": False, "errors": [error[:1024] for error in errors[:20]]},
-    }
+    failed = GeneratedCode(
+        config_map_name=build.code_config_map_name(owner),
+        generation=owner.generation,
+        regeneration=regeneration,
+        validation={"passed": False, "errors": [error[:1024] for error in errors[:20]]},
+        **gemini,
+    )
+    out.extra["code"] = failed.model_dump(mode="json", by_alias=True, exclude_none=True)
     out.note(observed.finished_at, "error", f"{reason}: {message}")
-    return Outcome.stalled("Error", reason, f"could not generate the collector: {message}"), "UNKNOWN"
+    phase = "Stalled" if reason in STALLING_GENERATION_REASONS else "Error"
+    return Outcome.stalled(phase, reason, f"could not generate the collector: {message}"), "UNKNOWN"
+
+
+def _gemini_fields(owner: Owner, generator: str, report: GenerationReport | None) -> dict[str, Any]:
+    """What a generation by Gemini adds to `status.code`: where its prompts are, their version, its
+    tokens (those of a generation that fell back to the template generator too)."""
+    if generator != "gemini":
+        return {}
+    found: dict[str, Any] = {"prompts_config_map_name": build.prompts_config_map_name(owner)}
+    if report is not None and report.prompt_version:
+        found["prompt_version"] = report.prompt_version
+    if report is not None and report.tokens is not None:
+        found["tokens"] = report.tokens.model_dump()
+    return found
 
 
 # -- collection -------------------------------------------------------------------------------------------
@@ -359,7 +391,7 @@ def derive(
     out.extra["generatorJobName"] = build.generator_job_name(owner, regeneration)
     code = build.current_code(owner, status)
     if code is None:
-        found = generation(owner, status, jobs, pods, out)
+        found = generation(owner, spec.generator.type, status, jobs, pods, out)
         if not isinstance(found, GeneratedCode):
             return out.result(*found)
         code = found

@@ -8,6 +8,7 @@
 Environment:
   HEADWATER_WRAPPER_CONFIG   the non-secret configuration, JSON of `WrapperConfig`
   HEADWATER_SOURCE_API_KEY   the source's API key (from a Secret), when it needs one
+  HEADWATER_GEMINI_API_KEY   Gemini's API key (from a Secret), for the generator of a `gemini` Wrapper
   DATABASE_URL               the output database's DSN (from a Secret), for a database output
   AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
                              an S3 source's or output's access key pair (from a Secret)
@@ -17,7 +18,8 @@ Environment:
                              continuous collector writes its report into the Wrapper's status
 
 Exit status: 0 generated / collected; 1 failed (the reason in the report); 3 when a continuous collector
-stops because its source changed shape (the operator regenerates it).
+stops because its source changed shape (the operator regenerates it); 75 when the generator could not
+reach Gemini or Gemini's quota is exhausted (the generator Job tries again later).
 """
 
 from __future__ import annotations
@@ -36,7 +38,16 @@ from ..envconfig import InvalidEnvironment, config_from_env
 from ..logs import fields, redact
 from ..process import Terminated, worker_process
 from ..termination import TERMINATION_MESSAGE_LIMIT, termination_log_path, write_termination_message
-from .config import API_KEY_ENV, CONFIG_ENV, DATABASE_URL_ENV, CollectionReport, WrapperConfig
+from .config import (
+    API_KEY_ENV,
+    CONFIG_ENV,
+    DATABASE_URL_ENV,
+    EXIT_TRY_LATER,
+    GEMINI_API_KEY_ENV,
+    CollectionReport,
+    GenerationReport,
+    WrapperConfig,
+)
 
 log = logging.getLogger("headwater_worker.wrapper")
 
@@ -93,6 +104,7 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     with worker_process(env, env.get(DATABASE_URL_ENV)):
         redact.add(env.get(API_KEY_ENV))
+        redact.add(env.get(GEMINI_API_KEY_ENV))
         termination_log = termination_log_path(env)
         try:
             config = load_config(env)
@@ -114,7 +126,13 @@ def _generate(config: WrapperConfig, env: Mapping[str, str], termination_log: An
     report = run_generation(config, env)
     write_termination_message(termination_log, termination_message(report))
     log.info("generation finished", extra=fields(outcome=report.outcome, reason=report.reason))
-    return 0 if report.outcome == "generated" else 1
+    return generation_exit_status(report)
+
+
+def generation_exit_status(report: GenerationReport) -> int:
+    if report.outcome == "generated":
+        return 0
+    return EXIT_TRY_LATER if report.retryable else 1
 
 
 def _run(config: WrapperConfig, env: Mapping[str, str], termination_log: Any) -> int:

@@ -2,7 +2,8 @@
 
 The operator builds a `WrapperConfig` from a Wrapper's spec and hands it over as JSON in
 `HEADWATER_WRAPPER_CONFIG`. Secrets never travel in it: the source's API key arrives as
-`HEADWATER_SOURCE_API_KEY`, the database DSN as `DATABASE_URL`, S3 keys as `AWS_*`, each from a Secret.
+`HEADWATER_SOURCE_API_KEY`, Gemini's as `HEADWATER_GEMINI_API_KEY` (the generator only), the database DSN
+as `DATABASE_URL`, S3 keys as `AWS_*`, each from a Secret.
 The worker reports in its termination message (a Job) or in the Wrapper's status (a Deployment), with the
 models below, which the operator parses too. Models only, no I/O.
 """
@@ -21,8 +22,12 @@ from .source import ApiKey
 
 CONFIG_ENV = "HEADWATER_WRAPPER_CONFIG"
 API_KEY_ENV = "HEADWATER_SOURCE_API_KEY"
+GEMINI_API_KEY_ENV = "HEADWATER_GEMINI_API_KEY"
 DATABASE_URL_ENV = "DATABASE_URL"
 CODE_KEY = "wrapper.py"
+# The generator's exit status when Gemini is out of reach or of quota (EX_TEMPFAIL): the one exit its Job
+# retries, with a new pod after the Job controller's backoff.
+EXIT_TRY_LATER = 75
 MAX_LOG_PER_REPORT = 10
 
 SourceType = Literal["API", "CSV", "XLSX"]
@@ -65,6 +70,10 @@ class GeneratorConfig(_Model):
     type: Literal["template", "gemini"]
     model: str | None = None
     max_attempts: int = Field(default=3, ge=1)
+    base_url: str | None = Field(default=None, description="Gemini's API base URL; None: the SDK's own")
+    fallback: Literal["template"] | None = Field(
+        default=None, description="the generator to write with when Gemini is unreachable or exhausted"
+    )
 
 
 class DatabaseOutput(_Model):
@@ -88,6 +97,7 @@ class WrapperConfig(_Model):
     poll_interval_seconds: int = 3600
     # generate: the ConfigMap the module goes into; run: where it is mounted and its digest.
     code_config_map: str | None = None
+    prompts_config_map: str | None = None
     code_path: str | None = None
     code_sha256: str | None = None
     previous_error: str | None = None
@@ -107,13 +117,26 @@ class Validation(_Model):
     errors: list[str] = Field(default_factory=list)
 
 
+class TokenUsage(_Model):
+    """What a model was asked and answered in one generation, as its `usageMetadata` counts it."""
+
+    requests: int = Field(default=0, ge=0)
+    prompt_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+
+
 class GenerationReport(_Model):
-    """What a generator Job did: `generated` with the module's digest, or `failed` with why."""
+    """What a generator Job did: `generated` with the module's digest, or `failed` with why; `retryable`
+    when it failed for want of Gemini (unreachable, overloaded, out of quota) and may succeed later."""
 
     outcome: Literal["generated", "failed"]
     generator: str
     attempts: int
     model: str | None = None
+    prompt_version: str | None = None
+    tokens: TokenUsage | None = None
+    retryable: bool | None = None
     sha256: str | None = None
     generated_at: datetime | None = None
     reason: str | None = None
