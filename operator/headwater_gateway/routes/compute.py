@@ -6,8 +6,8 @@ default service, if one is configured. Either may be prefixed with `/namespaces/
 another namespace than the configured one.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the routes' annotations, which name this module's
+# closures (the service and namespace dependencies), so they must be evaluated where they are written.
 import contextlib
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -154,7 +154,7 @@ def compute_routes(service: Callable[..., str], namespace: Callable[..., str]) -
     Namespace = Annotated[str, Depends(namespace)]  # noqa: N806 - a type alias
 
     @router.get("/status", summary="Whether the service is available (no token needed: it reveals nothing)")
-    async def service_status(slug: Service) -> StatusAnswer:
+    async def service_status(slug: Service, ns: Namespace) -> StatusAnswer:
         return SERVICE_AVAILABLE
 
     @router.post("/compute", summary="Queue a task: creates a ComputeTask and answers at once")
