@@ -26,7 +26,7 @@ def configure_logging(settings: GatewaySettings) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv or sys.argv[1:]:
+    if sys.argv[1:] if argv is None else argv:
         print(
             "headwater-gateway takes no arguments: its settings are HEADWATER_GATEWAY_* variables",
             file=sys.stderr,

@@ -4,6 +4,7 @@ engine's callback → GET /tasks/{id}/status says `finished`. The gateway holds 
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -88,8 +89,8 @@ def test_a_core_engines_task_runs_through_the_gateway_to_its_callback(
         status = gateway.get(f"/services/image-rotate/tasks/{task_id}/status", headers=engine.headers)
         assert status.json() == {"status": "finished"}
 
-    rotated = client.get_object(Bucket=bucket, Key="out/rotated.png")["Body"]
-    with Image.open(rotated) as image:
+    rotated = client.get_object(Bucket=bucket, Key="out/rotated.png")["Body"].read()
+    with Image.open(io.BytesIO(rotated)) as image:
         assert image.size == (40, 64)
     # The key pair's Secret belongs to the task: deleting the task deletes it.
     kubectl.delete("computetask", f"task-{task_id}")

@@ -218,3 +218,15 @@ def test_identity_from_a_token_review() -> None:
         {"username": "alice", "uid": "1", "groups": ["dev"], "extra": {"Scopes": ["a"]}}
     )
     assert identity == Identity("alice", ("dev",), {"scopes": ("a",)})
+
+
+def test_the_console_script_refuses_bad_settings_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from headwater_gateway.__main__ import main
+
+    monkeypatch.setenv("HEADWATER_GATEWAY_PORT", "0")
+    assert main([]) == 2
+    assert "HEADWATER_GATEWAY_PORT: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert main(["--port=1"]) == 2
+    assert "takes no arguments" in capsys.readouterr().err
