@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from headwater_operator import __version__
@@ -52,6 +53,14 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.services = services
     app.state.default_service = settings.default_service
     problems.install(app)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.add_schemas(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(Observed)
     app.include_router(probe_routes())
     for prefix, service, namespace in (

@@ -80,6 +80,21 @@ class InvalidFieldsError(ProblemError):
         super().__init__(422, detail, kind="invalid-request", errors=list(errors))
 
 
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI `responses` of a route that may answer these problems."""
+    content = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {status: {"description": HTTPStatus(status).phrase, "content": content} for status in statuses}
+
+
+def add_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Put `Problem` (and what it refers to) into the schema's components, which `documented` refers to."""
+    schema = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    components = openapi.setdefault("components", {}).setdefault("schemas", {})
+    components.update(schema.pop("$defs", {}))
+    components["Problem"] = schema
+    return openapi
+
+
 def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
         problem.model_dump(mode="json", exclude_none=True),

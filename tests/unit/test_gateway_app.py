@@ -71,6 +71,10 @@ def test_liveness_metrics_and_openapi(client: TestClient) -> None:
     assert "/services/{slug}/tasks/{task_id}/status" in schema["paths"]
     assert "/namespaces/{namespace}/services/{slug}/compute" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    responses = schema["paths"]["/services/{slug}/compute"]["post"]["responses"]
+    for status in ("401", "403", "409", "422"):
+        assert responses[status]["content"] == {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    assert {"Problem", "FieldError"} <= set(schema["components"]["schemas"])
     assert client.get("/docs").status_code == 200
     metrics = client.get("/metrics").text
     assert 'headwater_gateway_requests_total{method="GET",route="/livez",status="200"}' in metrics

@@ -21,7 +21,7 @@ from ..auth import Caller, Kube, Settings
 from ..computetask import TaskObjects, owner_reference, same_task, task_name, task_objects
 from ..identity import Identity
 from ..kube import COMPUTETASKS, SECRETS, KubeApi, RefusalError, UnreachableError
-from ..problems import ProblemError
+from ..problems import ProblemError, documented
 
 # -- what a route acts on: the service and the namespace, from its path or the settings ---------------
 
@@ -153,11 +153,19 @@ def compute_routes(service: Callable[..., str], namespace: Callable[..., str]) -
     Service = Annotated[str, Depends(service)]  # noqa: N806 - a type alias
     Namespace = Annotated[str, Depends(namespace)]  # noqa: N806 - a type alias
 
-    @router.get("/status", summary="Whether the service is available (no token needed: it reveals nothing)")
+    @router.get(
+        "/status",
+        summary="Whether the service is available (no token needed: it reveals nothing)",
+        responses=documented(404, 422),
+    )
     async def service_status(slug: Service, ns: Namespace) -> StatusAnswer:
         return SERVICE_AVAILABLE
 
-    @router.post("/compute", summary="Queue a task: creates a ComputeTask and answers at once")
+    @router.post(
+        "/compute",
+        summary="Queue a task: creates a ComputeTask and answers at once",
+        responses=documented(401, 403, 404, 409, 422, 502, 503),
+    )
     async def compute(
         body: ServiceTask, slug: Service, ns: Namespace, caller: Caller, kube: Kube, settings: Settings
     ) -> StatusAnswer:
@@ -165,14 +173,24 @@ def compute_routes(service: Callable[..., str], namespace: Callable[..., str]) -
         await queue_task(kube, ns, wanted, caller)
         return TASK_QUEUED
 
-    @router.get("/tasks/{task_id}/status", summary="The task's status, as its ComputeTask reports it")
+    @router.get(
+        "/tasks/{task_id}/status",
+        summary="The task's status, as its ComputeTask reports it",
+        responses=documented(401, 403, 404, 422, 502, 503),
+    )
     async def task_status(
         task_id: UUID, slug: Service, ns: Namespace, caller: Caller, kube: Kube
     ) -> StatusAnswer:
         found = await find_task(kube, ns, task_id, slug, caller)
         return StatusAnswer(status=(found.get("status") or {}).get("status") or "pending")
 
-    @router.patch("/tasks/{task_id}", summary="Not implemented yet: TaskUpdates of `url`-mode tasks")
+    @router.patch(
+        "/tasks/{task_id}",
+        summary="Not implemented yet: TaskUpdates of `url`-mode tasks",
+        status_code=501,
+        response_model=None,
+        responses=documented(404, 422, 501),
+    )
     async def task_update(task_id: UUID, slug: Service) -> None:
         raise ProblemError(501, URL_MODE_UPDATES, kind="not-implemented")
 

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ..auth import Kube
-from ..problems import ProblemError
+from ..problems import ProblemError, documented
 
 
 class ProbeAnswer(BaseModel):
@@ -22,7 +22,9 @@ def probe_routes() -> APIRouter:
     async def livez() -> ProbeAnswer:
         return ProbeAnswer(status="alive")
 
-    @router.get("/readyz", summary="The gateway can reach the Kubernetes API server")
+    @router.get(
+        "/readyz", summary="The gateway can reach the Kubernetes API server", responses=documented(503)
+    )
     async def readyz(kube: Kube) -> ProbeAnswer:
         if not await kube.ready():
             raise ProblemError(503, "the Kubernetes API server does not answer", kind="api-server")
