@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.gemini",
     "tests.fixtures.operator",
     "tests.fixtures.package",
+    "tests.fixtures.gateway",
 ]

@@ -100,7 +100,9 @@ def unique(prefix: str) -> str:
 # -- server-side dry runs --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["default", "watch-namespaces", "one-replica"])
+@pytest.mark.parametrize(
+    "variant", ["default", "watch-namespaces", "one-replica", "gateway", "unauthenticated-gateway"]
+)
 def test_rendered_chart_is_accepted_by_the_api_server(
     clients: Clients, namespace: str, extra_namespaces: list[str], variant: str
 ) -> None:
@@ -108,6 +110,10 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         "default": {},
         "watch-namespaces": {"watchNamespaces": extra_namespaces},
         "one-replica": {"replicas": 1},
+        "gateway": {"gateway.enabled": True},
+        "unauthenticated-gateway": {
+            "gateway": {"enabled": True, "unauthenticated": True, "actAs": f"{extra_namespaces[0]}:engine"}
+        },
     }
     values = variants[variant]
     manifests = render_text({**values, "peering.name": unique("dry")}, namespace, unique("hw"))
@@ -134,7 +140,7 @@ def test_helm_server_dry_run_of_the_defaults(clients: Clients, namespace: str) -
 # -- restricted Pod Security -------------------------------------------------------------------------
 
 
-def test_operator_pods_are_admitted_under_restricted_pod_security(
+def test_operator_and_gateway_pods_are_admitted_under_restricted_pod_security(
     clients: Clients, restricted_namespace: str
 ) -> None:
     namespace = restricted_namespace
@@ -142,9 +148,9 @@ def test_operator_pods_are_admitted_under_restricted_pod_security(
     clients.kubectl(
         "label", "namespace", namespace, *[f"{k}={v}" for k, v in RESTRICTED.items()], "--overwrite"
     )
-    manifests = [d for d in yaml.safe_load_all(render_text({}, namespace, "hw")) if d]
+    manifests = [d for d in yaml.safe_load_all(render_text({"gateway.enabled": True}, namespace, "hw")) if d]
     workloads = [m for m in manifests if m["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
-    assert workloads
+    assert len(workloads) == 2  # the operator's and the gateway's
     for workload in workloads:
         result = clients.kubectl("apply", "--dry-run=server", "-f", "-", stdin=json.dumps(workload))
         assert result.stderr == "", result.stderr

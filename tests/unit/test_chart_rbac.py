@@ -1,4 +1,5 @@
-"""The operator's RBAC is exactly what it needs: every rule is accounted for, and nothing else is granted."""
+"""The operator's and the gateway's RBAC are exactly what each needs: every rule is accounted for, and
+nothing else is granted."""
 
 from __future__ import annotations
 
@@ -57,12 +58,21 @@ def permissions(role: Manifest) -> set[Permission]:
     return found
 
 
-def roles(manifests: list[Manifest]) -> list[Manifest]:
-    return of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
+def roles(manifests: list[Manifest], component: str | None = None) -> list[Manifest]:
+    found = of_kind(manifests, "ClusterRole") + of_kind(manifests, "Role")
+    return [r for r in found if component in (None, r["metadata"]["labels"]["app.kubernetes.io/component"])]
 
 
-RENDERINGS: list[dict[str, Any]] = [{}, {"watchNamespaces": ["a", "b"]}, {"replicas": 1}]
-IDS = ["cluster-wide", "namespaced", "standalone"]
+GATEWAY = {"gateway.enabled": True}
+UNAUTHENTICATED_GATEWAY = {**GATEWAY, "gateway.unauthenticated": True, "gateway.actAs": "core:engine"}
+RENDERINGS: list[dict[str, Any]] = [
+    {},
+    {"watchNamespaces": ["a", "b"]},
+    {"replicas": 1},
+    GATEWAY,
+    UNAUTHENTICATED_GATEWAY,
+]
+IDS = ["cluster-wide", "namespaced", "standalone", "gateway", "unauthenticated-gateway"]
 
 
 @pytest.mark.parametrize("values", RENDERINGS, ids=IDS)
@@ -77,12 +87,13 @@ def test_no_wildcards_anywhere(values: dict[str, Any]) -> None:
 @pytest.mark.parametrize("values", RENDERINGS, ids=IDS)
 def test_no_access_to_secrets(values: dict[str, Any]) -> None:
     for role in roles(render(values)):
-        assert not [p for p in permissions(role) if p[1].split("/")[0] == "secrets"], role["metadata"]["name"]
+        granted = [r for rule in role["rules"] for r in rule["resources"] if r.split("/")[0] == "secrets"]
+        assert not granted, role["metadata"]["name"]
 
 
 @pytest.mark.parametrize("values", RENDERINGS, ids=IDS)
 def test_no_privilege_escalation_verbs_or_cluster_wide_rbac(values: dict[str, Any]) -> None:
-    for role in roles(render(values)):
+    for role in roles(render(values), "operator"):
         for group, resource, verb in permissions(role):
             assert verb not in {"escalate", "bind", "impersonate", "approve", "sign"}
             assert group not in {"certificates.k8s.io", "admissionregistration.k8s.io"}
@@ -93,8 +104,11 @@ def test_no_privilege_escalation_verbs_or_cluster_wide_rbac(values: dict[str, An
             assert resource not in {"pods/exec", "pods/attach", "pods/portforward", "nodes", "nodes/proxy"}
 
 
-def test_cluster_wide_grants_exactly_what_the_operator_needs() -> None:
-    manifests = render()
+@pytest.mark.parametrize("values", [{}, GATEWAY], ids=["alone", "with-gateway"])
+def test_cluster_wide_grants_exactly_what_the_operator_needs(values: dict[str, Any]) -> None:
+    manifests = [
+        m for m in render(values) if m["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"
+    ]
     assert of_kind(manifests, "Role") == []
     role = one(manifests, "ClusterRole")
     assert permissions(role) == CLUSTER_WIDE
@@ -135,3 +149,80 @@ def test_rbac_can_be_left_to_the_cluster_admin() -> None:
     manifests = render({"rbac": {"create": False}})
     for kind in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"):
         assert of_kind(manifests, kind) == []
+
+
+# -- the gateway ------------------------------------------------------------------------------------
+
+SERVICE_ACCOUNT_EXTRAS = [
+    f"authentication.kubernetes.io/{key}"
+    for key in ("credential-id", "node-name", "node-uid", "pod-name", "pod-uid")
+]
+
+
+def gateway_permissions(extras: Iterable[str]) -> set[Permission]:
+    """Reviewing tokens, and acting as whoever presented one: users, groups and ServiceAccounts cannot be
+    narrowed by name; user extras are named one by one (RBAC has no wildcard for them)."""
+    return (
+        grants("authentication.k8s.io", ["tokenreviews"], ["create"])
+        | grants("", ["users", "groups", "serviceaccounts"], ["impersonate"])
+        | grants("authentication.k8s.io", [f"userextras/{key}" for key in extras], ["impersonate"])
+    )
+
+
+def gateway_account(manifests: list[Manifest]) -> Manifest:
+    [account] = [
+        m
+        for m in of_kind(manifests, "ServiceAccount")
+        if m["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    return account
+
+
+@pytest.mark.parametrize(
+    ("values", "extras"),
+    [({}, SERVICE_ACCOUNT_EXTRAS), ({"gateway.impersonatedExtras": ["scopes"]}, ["scopes"])],
+    ids=["default-extras", "own-extras"],
+)
+def test_the_gateway_may_only_review_tokens_and_impersonate(
+    values: dict[str, Any], extras: list[str]
+) -> None:
+    manifests = render({**GATEWAY, **values})
+    [role] = roles(manifests, "gateway")
+    assert role["kind"] == "ClusterRole"
+    assert permissions(role) == gateway_permissions(extras)
+    [binding] = [
+        b
+        for b in of_kind(manifests, "ClusterRoleBinding")
+        if b["roleRef"]["name"] == role["metadata"]["name"]
+    ]
+    account = gateway_account(manifests)["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+    ]
+    assert of_kind(manifests, "RoleBinding") == []
+
+
+def test_an_unauthenticated_gateway_may_only_act_as_its_one_service_account() -> None:
+    manifests = render(UNAUTHENTICATED_GATEWAY)
+    [role] = roles(manifests, "gateway")
+    assert role["kind"] == "Role"
+    assert role["metadata"]["namespace"] == "core"
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "resourceNames": ["engine"],
+            "verbs": ["impersonate"],
+        }
+    ]
+    [binding] = [
+        b
+        for b in of_kind(manifests, "RoleBinding")
+        if b["metadata"]["labels"]["app.kubernetes.io/component"] == "gateway"
+    ]
+    assert binding["metadata"]["namespace"] == "core"
+    assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "Role", "name": role["metadata"]["name"]}
+    account = gateway_account(manifests)["metadata"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account["name"], "namespace": NAMESPACE}
+    ]

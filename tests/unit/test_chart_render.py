@@ -134,6 +134,7 @@ def test_chart_lints(strict: bool) -> None:
         ("worker.image.pulPolicy=Always", "'pulPolicy'"),
         ("metrics.serviceMonitor.enable=true", "'enable'"),
         ("serviceacount.create=false", "'serviceacount'"),
+        ("gateway.unauthenticatd=true", "'unauthenticatd'"),
     ],
 )
 def test_a_values_typo_fails_naming_the_key(flag: str, named: str) -> None:
@@ -151,6 +152,7 @@ def test_a_values_typo_fails_naming_the_key(flag: str, named: str) -> None:
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
         ("watchNamespaces[0]=Not_A_Namespace", "/watchNamespaces/0"),
         ("metrics.port=80", "/metrics/port"),
+        ("gateway.actAs=no-colon", "/gateway/actAs"),
     ],
 )
 def test_a_wrong_value_fails_naming_its_path(flag: str, named: str) -> None:
@@ -182,6 +184,7 @@ def _object_schemas(node: Any, path: str) -> Iterator[tuple[str, Manifest]]:
 PASSTHROUGH = {
     "/global",
     "/operator/extraEnv[]/valueFrom",
+    "/gateway/extraEnv[]/valueFrom",
     "/affinity/nodeAffinity",
     "/affinity/podAffinity",
     "/affinity/podAntiAffinity",
@@ -385,7 +388,12 @@ def test_scheduling_values_reach_the_pod() -> None:
 
 
 def test_every_object_is_labelled_and_namespaced_objects_name_their_namespace() -> None:
-    for values in ({}, {"watchNamespaces": ["a", "b"]}, {"metrics.serviceMonitor": {"enabled": True}}):
+    for values in (
+        {},
+        {"watchNamespaces": ["a", "b"]},
+        {"metrics.serviceMonitor": {"enabled": True}},
+        {"gateway": {"enabled": True}},
+    ):
         for manifest in render(values):
             labels = manifest["metadata"]["labels"]
             assert labels["app.kubernetes.io/name"] == "headwater"
@@ -420,7 +428,9 @@ def test_existing_service_account_must_be_named() -> None:
 
 
 @pytest.mark.parametrize(
-    "values", [{}, {"replicas": 1}, {"watchNamespaces": ["a"]}], ids=["default", "one", "ns"]
+    "values",
+    [{}, {"replicas": 1}, {"watchNamespaces": ["a"]}, {"gateway.enabled": True}],
+    ids=["default", "one", "ns", "gateway"],
 )
 def test_pods_meet_the_restricted_pod_security_standard(values: Mapping[str, Any]) -> None:
     specs = list(pod_specs(render(values)))

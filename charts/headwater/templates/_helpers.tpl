@@ -133,3 +133,26 @@ without this it retries for about two minutes at every start before carrying on)
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
 {{- end -}}
+
+{{/* The gateway's name, labels and image. */}}
+{{- define "headwater.gatewayName" -}}
+{{- printf "%s-gateway" (include "headwater.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{- define "headwater.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "headwater.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end -}}
+
+{{- define "headwater.gatewayLabels" -}}
+helm.sh/chart: {{ include "headwater.chart" . }}
+{{ include "headwater.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: headwater
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "headwater.gatewayImage" -}}
+{{- printf "%s:%s" .Values.gateway.image.repository (default .Chart.AppVersion .Values.gateway.image.tag) -}}
+{{- end -}}

@@ -1,0 +1,1 @@
+"""Headwater gateway: the seeds' REST APIs over the custom resources, Kubernetes the only authority."""
