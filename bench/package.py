@@ -218,9 +218,12 @@ def gdalwarp_crop(work: Path, source: Path, number: int) -> tuple[Usage, Path]:
 
 
 def compare(headwater: Path, gdal: Path) -> Figures:
-    """Shape, bounds and pixels of the two crops, row of tiles by row of tiles: how many pixels each holds,
-    how many are valid in one and not the other, and the largest difference where both are valid."""
+    """Shape, bounds and pixels of the two crops. Both lie on the source's grid, so their common part is
+    compared pixel for pixel (row of tiles by row of tiles): how many pixels are valid (not NaN) in both, in
+    one only, and the largest difference where both are valid; and how many valid pixels each holds
+    outside the other's extent."""
     import rasterio
+    from rasterio.windows import Window, from_bounds
 
     with rasterio.open(headwater) as ours, rasterio.open(gdal) as theirs:
         figures: Figures = {
@@ -229,17 +232,17 @@ def compare(headwater: Path, gdal: Path) -> Figures:
             "gdalwarp_shape": f"{theirs.width}{TIMES}{theirs.height}",
             "headwater_bounds": [round(value, 6) for value in ours.bounds],
             "gdalwarp_bounds": [round(value, 6) for value in theirs.bounds],
-            "bounds_difference_degrees": round(
-                max(abs(a - b) for a, b in zip(ours.bounds, theirs.bounds, strict=True)), 9
-            ),
         }
-        if not figures["same_shape"]:
-            return figures
+        west, south = max(ours.bounds.left, theirs.bounds.left), max(ours.bounds.bottom, theirs.bounds.bottom)
+        east, north = min(ours.bounds.right, theirs.bounds.right), min(ours.bounds.top, theirs.bounds.top)
+        mine = from_bounds(west, south, east, north, ours.transform).round_offsets().round_lengths()
+        other = from_bounds(west, south, east, north, theirs.transform).round_offsets().round_lengths()
         valid_both = only_ours = only_theirs = unequal = 0
         largest = 0.0
-        for row in range(0, ours.height, TILE):
-            window = ((row, min(row + TILE, ours.height)), (0, ours.width))
-            a, b = ours.read(1, window=window), theirs.read(1, window=window)
+        for row in range(0, int(mine.height), TILE):
+            rows = min(TILE, int(mine.height) - row)
+            a = ours.read(1, window=Window(mine.col_off, mine.row_off + row, mine.width, rows))
+            b = theirs.read(1, window=Window(other.col_off, other.row_off + row, other.width, rows))
             valid_a, valid_b = ~np.isnan(a), ~np.isnan(b)
             both = valid_a & valid_b
             valid_both += int(both.sum())
@@ -250,14 +253,25 @@ def compare(headwater: Path, gdal: Path) -> Figures:
                 unequal += int((difference > 0).sum())
                 largest = max(largest, float(difference.max()))
         figures.update(
-            pixels=ours.width * ours.height,
+            common_shape=f"{int(mine.width)}{TIMES}{int(mine.height)}",
             valid_in_both=valid_both,
             valid_only_in_headwater=only_ours,
             valid_only_in_gdalwarp=only_theirs,
             unequal_where_both_valid=unequal,
             largest_difference=largest,
+            headwater_valid_outside_common=_valid(ours) - valid_both - only_ours,
+            gdalwarp_valid_outside_common=_valid(theirs) - valid_both - only_theirs,
         )
     return figures
+
+
+def _valid(raster: Any) -> int:
+    """Pixels of the first band that are not NaN, row of tiles by row of tiles."""
+    count = 0
+    for row in range(0, raster.height, TILE):
+        window = ((row, min(row + TILE, raster.height)), (0, raster.width))
+        count += int((~np.isnan(raster.read(1, window=window))).sum())
+    return count
 
 
 # -- the benchmark -------------------------------------------------------------------------------------
@@ -380,21 +394,22 @@ def _crop_findings(s: Figures, b: Figures, matched: Figures, warm_up: Usage) -> 
         f"Output sizes: Headwater {int(s['output_bytes']):,} bytes, "
         f"gdalwarp {int(b['output_bytes']):,} bytes.",
     ]
-    if not matched.get("same_shape"):
-        said.append(
-            f"The outputs differ in shape: Headwater {matched['headwater_shape']} with bounds "
-            f"{matched['headwater_bounds']}, gdalwarp {matched['gdalwarp_shape']} with bounds "
-            f"{matched['gdalwarp_bounds']}."
-        )
-    else:
-        said.append(
-            f"The outputs have the same shape ({matched['headwater_shape']}), bounds within "
-            f"{matched['bounds_difference_degrees']:g}°; of {matched['pixels']:,} pixels "
-            f"{matched['valid_in_both']:,} are valid in both, {matched['valid_only_in_headwater']:,} only in "
-            f"Headwater's and {matched['valid_only_in_gdalwarp']:,} only in gdalwarp's (pixels along the "
-            "border, where the two tools' rasterisations of the boundary differ); where both are valid, "
-            f"{matched['unequal_where_both_valid']:,} differ, by at most {matched['largest_difference']:g}."
-        )
+    shapes = (
+        f"the same shape ({matched['headwater_shape']})"
+        if matched["same_shape"]
+        else f"different shapes: Headwater {matched['headwater_shape']} with bounds "
+        f"{matched['headwater_bounds']} (outward to whole source pixels), gdalwarp "
+        f"{matched['gdalwarp_shape']} with bounds {matched['gdalwarp_bounds']}; both on the source's grid"
+    )
+    said.append(
+        f"The outputs have {shapes}. On their common {matched['common_shape']} pixels, "
+        f"{matched['valid_in_both']:,} are valid in both, {matched['valid_only_in_headwater']:,} only in "
+        f"Headwater's and {matched['valid_only_in_gdalwarp']:,} only in gdalwarp's (along the border, where "
+        "the two rasterisations of the boundary differ); where both are valid, "
+        f"{matched['unequal_where_both_valid']:,} differ, by at most {matched['largest_difference']:g}. "
+        f"Valid pixels outside the common part: Headwater {matched['headwater_valid_outside_common']:,}, "
+        f"gdalwarp {matched['gdalwarp_valid_outside_common']:,}."
+    )
     return said
 
 
