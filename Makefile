@@ -27,10 +27,14 @@ $(VENV_STAMP): pyproject.toml
 venv: $(VENV_STAMP) ## Create the virtual environment with every Python dependency
 
 .PHONY: system-deps
-system-deps: ## Install Debian packages the tests need (PostgreSQL server, util-linux)
+system-deps: ## Install Debian packages the tests and benchmarks need (PostgreSQL server, util-linux, gdal-bin)
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v unshare >/dev/null; then \
 	  echo "installing PostgreSQL server and util-linux from Debian's packages"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql util-linux >/dev/null; \
+	fi
+	@if ! command -v gdalwarp >/dev/null; then \
+	  echo "installing gdal-bin (gdalwarp, the Package benchmark's baseline) from Debian's packages"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdal-bin >/dev/null; \
 	fi
 
 .PHONY: cluster-bin

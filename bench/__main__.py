@@ -1,4 +1,4 @@
-"""`python -m bench export|ingest|reconcile|wrapper|computetask|all`: run benchmarks, write
+"""`python -m bench export|ingest|reconcile|wrapper|computetask|package|all`: run benchmarks, write
 docs/benchmarks.*."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument(
         "which",
-        choices=("export", "ingest", "reconcile", "wrapper", "computetask", "all"),
+        choices=("export", "ingest", "reconcile", "wrapper", "computetask", "package", "all"),
         help="the benchmark(s) to run",
     )
     parser.add_argument(
@@ -75,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         from . import computetask
 
         done.append(computetask.run(tasks=args.tasks or computetask.TASKS, repetitions=args.repetitions))
+    if args.which in ("package", "all"):
+        from . import package
+
+        done += package.run(repetitions=args.repetitions)
 
     for bench in done:
         verdict = "met" if bench.met else "NOT met"
